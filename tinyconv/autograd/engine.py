@@ -1,0 +1,274 @@
+"""The backward pass: an iterative walk of the graph in topological order.
+
+From the output, a depth-first search (with an explicit stack, so a chain of any
+length fits) counts how many edges reach each node. A node runs once every node
+that feeds it a gradient has run; its gradients are summed first. Leaves receive
+their gradient at the end, added to ``.grad``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tinyconv import backend
+from tinyconv.autograd.function import Function
+from tinyconv.tensor import Tensor
+
+__all__ = ["backward", "grad"]
+
+# Observers of the walk (``tinyconv.autograd.trace``); empty in ordinary runs.
+observers: list = []
+
+
+def backward(
+    tensors: Sequence[Tensor],
+    grad_tensors: Sequence[Any] | None = None,
+    retain_graph: bool | None = None,
+) -> None:
+    """Accumulate the gradients of ``tensors`` into the leaves that require grad."""
+    roots = _roots(tensors, grad_tensors)
+    leaf_grads = _run(roots, bool(retain_graph), capture=None)
+    for leaf, grad_array in leaf_grads.values():
+        _accumulate(leaf, grad_array)
+
+
+def grad(
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor],
+    grad_outputs: Any = None,
+    retain_graph: bool | None = None,
+    allow_unused: bool = False,
+) -> tuple[Tensor | None, ...]:
+    """d(outputs)/d(inputs), returned rather than added to ``.grad``."""
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is not None and not isinstance(grad_outputs, (list, tuple)):
+        grad_outputs = [grad_outputs]
+    for position, tensor in enumerate(inputs):
+        if not tensor.requires_grad:
+            raise RuntimeError(f"grad: inputs[{position}] does not require grad")
+    roots = _roots(outputs, grad_outputs)
+    captured = _run(roots, bool(retain_graph), capture=inputs)
+    results = []
+    for position, tensor in enumerate(inputs):
+        found = captured.get(id(tensor))
+        if found is None:
+            if not allow_unused:
+                raise RuntimeError(
+                    f"grad: inputs[{position}] was not used to compute the outputs; "
+                    "pass allow_unused=True to get None for it"
+                )
+            results.append(None)
+        else:
+            results.append(Tensor._wrap(found[1], tensor.device))
+    return tuple(results)
+
+
+def _roots(tensors: Sequence[Tensor], grad_tensors: Sequence[Any] | None) -> list:
+    """(tensor, seed gradient array) for each output to start from."""
+    if grad_tensors is None:
+        grad_tensors = [None] * len(tensors)
+    if len(grad_tensors) != len(tensors):
+        raise ValueError(f"got {len(grad_tensors)} gradients for {len(tensors)} tensors")
+    roots = []
+    for tensor, seed in zip(tensors, grad_tensors):
+        if not tensor.requires_grad:
+            raise RuntimeError(
+                "element 0 of tensors does not require grad and does not have a grad_fn: "
+                "backward() needs a tensor computed from a tensor with requires_grad=True"
+            )
+        xp = backend.get_array_module(tensor.data)
+        if seed is None:
+            if tensor.data.size != 1:
+                raise RuntimeError(
+                    f"grad can be implicitly created only for scalar outputs; this output has "
+                    f"shape {tensor.shape}: pass gradient= (dL/d(output), of that shape)"
+                )
+            seed = xp.ones(tensor.shape, dtype=tensor.data.dtype)
+        else:
+            seed = (
+                seed.data if isinstance(seed, Tensor) else xp.asarray(seed, dtype=tensor.data.dtype)
+            )
+            if seed.shape != tensor.shape:
+                raise RuntimeError(
+                    f"gradient has shape {seed.shape}, but the output has shape {tensor.shape}"
+                )
+            if backend.device_of(seed) != tensor.device:
+                raise RuntimeError(
+                    f"gradient is on {backend.device_of(seed)!r}, the output on {tensor.device!r}"
+                )
+            seed = seed.astype(tensor.data.dtype, copy=False)
+        roots.append((tensor, seed))
+    return roots
+
+
+def _count_dependencies(start: list[Function]) -> dict[Function, int]:
+    """How many edges from nodes of the graph reach each node."""
+    dependencies: dict[Function, int] = {}
+    seen = set(start)
+    stack = list(start)
+    while stack:
+        node = stack.pop()
+        for edge in node.next_edges:
+            if edge is None or not isinstance(edge[0], Function):
+                continue
+            child = edge[0]
+            dependencies[child] = dependencies.get(child, 0) + 1
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return dependencies
+
+
+def _run(roots: list, retain_graph: bool, capture: list[Tensor] | None) -> dict:
+    """Walk the graph. Returns {id(leaf): (leaf, gradient)}; with ``capture`` given,
+    the gradients of those tensors instead, leaves left untouched."""
+    leaf_grads: dict[int, tuple[Tensor, Any]] = {}
+    captured_outputs = {}  # (node, output index) -> tensor, for non-leaf inputs of grad()
+    captured_leaves = set()
+    if capture is not None:
+        for tensor in capture:
+            if tensor.grad_fn is None:
+                captured_leaves.add(id(tensor))
+            else:
+                captured_outputs[(tensor.grad_fn, tensor._output_index)] = tensor
+
+    pending: dict[Function, list] = {}  # node -> gradient per output, summed so far
+    start = []
+    for tensor, seed in roots:
+        if tensor.grad_fn is None:  # backward on a leaf: its gradient is the seed
+            _add_to_leaf(leaf_grads, tensor, seed)
+            continue
+        node = tensor.grad_fn
+        if node not in pending:
+            pending[node] = [None] * len(node.output_meta)
+            start.append(node)
+        _add_into(pending[node], tensor._output_index, seed)
+
+    dependencies = _count_dependencies(start)
+    ready = [node for node in start if dependencies.get(node, 0) == 0]
+    while ready:
+        node = ready.pop()
+        grads = pending.pop(node)
+        grads = _fill_missing(node, grads)
+        grads = _at_outputs(node, grads, captured_outputs, leaf_grads)
+        if node.released:
+            node.raise_released()
+        node.check_versions()
+        input_grads = node.backward(*grads)
+        if type(input_grads) is not tuple:
+            input_grads = (input_grads,)
+        if len(input_grads) != len(node.next_edges):
+            raise RuntimeError(
+                f"{node.name}.backward returned {len(input_grads)} gradients for "
+                f"{len(node.next_edges)} inputs"
+            )
+        for observer in observers:
+            observer.record(node, grads, input_grads)
+        if not retain_graph:
+            node.release()
+        for edge, input_grad in zip(node.next_edges, input_grads):
+            if edge is None:
+                continue
+            target, index = edge
+            if input_grad is not None:
+                _check_grad(node, target, index, input_grad)
+            if isinstance(target, Function):
+                slots = pending.get(target)
+                if slots is None:
+                    slots = pending[target] = [None] * len(target.output_meta)
+                if input_grad is not None:
+                    _add_into(slots, index, input_grad)
+                dependencies[target] -= 1
+                if dependencies[target] == 0:
+                    ready.append(target)
+            elif input_grad is not None:
+                _add_to_leaf(leaf_grads, target, input_grad)
+
+    if capture is not None:
+        return {key: value for key, value in leaf_grads.items() if key in captured_leaves}
+    return leaf_grads
+
+
+def _add_into(slots: list, index: int, grad_array: Any) -> None:
+    # out of place: a gradient array may be shared with another branch
+    slots[index] = grad_array if slots[index] is None else slots[index] + grad_array
+
+
+def _add_to_leaf(leaf_grads: dict, leaf: Tensor, grad_array: Any) -> None:
+    key = id(leaf)
+    if key in leaf_grads:
+        grad_array = leaf_grads[key][1] + grad_array
+    leaf_grads[key] = (leaf, grad_array)
+
+
+def _fill_missing(node: Function, grads: list) -> list:
+    """Outputs that received no gradient (an unused output) get zeros."""
+    if all(grad_array is not None for grad_array in grads):
+        return grads
+    xp = None
+    filled = []
+    for grad_array, (shape, dtype) in zip(grads, node.output_meta):
+        if grad_array is None and dtype.kind in "fc":
+            if xp is None:
+                present = next((g for g in grads if g is not None), None)
+                xp = backend.get_array_module(present) if present is not None else None
+            if xp is None:
+                import numpy as xp  # noqa: PLC0415  (every output unused: cannot happen from a root)
+            grad_array = xp.zeros(shape, dtype=dtype)
+        filled.append(grad_array)
+    return filled
+
+
+def _at_outputs(node: Function, grads: list, captured: dict, leaf_grads: dict) -> list:
+    """Run the hooks on the node's outputs, keep retained and captured gradients."""
+    hooks = node.__dict__.get("_output_hooks")
+    if hooks:
+        for index, output_hooks in hooks.items():
+            for hook in list(output_hooks):
+                replaced = hook(Tensor._wrap(grads[index], backend.device_of(grads[index])))
+                if replaced is not None:
+                    grads[index] = replaced.data if isinstance(replaced, Tensor) else replaced
+    retained = node.__dict__.get("_retained")
+    if retained:
+        for index, reference in retained.items():
+            tensor = reference()
+            if tensor is not None and grads[index] is not None:
+                _accumulate(tensor, grads[index])
+    if captured:
+        for index, grad_array in enumerate(grads):
+            tensor = captured.get((node, index))
+            if tensor is not None:
+                leaf_grads[id(tensor)] = (tensor, grad_array)
+    return grads
+
+
+def _check_grad(node: Function, target: Any, index: int, grad_array: Any) -> None:
+    """A gradient must match its tensor's shape and dtype: fail loudly, naming the op."""
+    if isinstance(target, Function):
+        shape, dtype = target.output_meta[index]
+    else:
+        shape, dtype = target.shape, target.data.dtype
+    if grad_array.shape != shape or grad_array.dtype != dtype:
+        raise RuntimeError(
+            f"{node.name}.backward returned a gradient of shape {grad_array.shape} and dtype "
+            f"{grad_array.dtype} for an input of shape {shape} and dtype {dtype}"
+        )
+
+
+def _accumulate(tensor: Tensor, grad_array: Any) -> None:
+    """Add into ``tensor.grad`` after the tensor's own hooks; never alias the array."""
+    if tensor._hooks:
+        for hook in list(tensor._hooks):
+            replaced = hook(Tensor._wrap(grad_array, tensor.device))
+            if replaced is not None:
+                grad_array = replaced.data if isinstance(replaced, Tensor) else replaced
+    if tensor.grad is None:
+        # a copy: the engine may hand the same array to several tensors, and it may be
+        # a read-only broadcast view
+        xp = backend.get_array_module(grad_array)
+        tensor.grad = Tensor._wrap(xp.array(grad_array, copy=True), tensor.device)
+    else:
+        tensor.grad.data += grad_array
+        tensor.grad._version.value += 1

@@ -1,0 +1,194 @@
+"""``Function``: one differentiable op, whose instance is also its node in the graph.
+
+An op subclasses ``Function`` and writes two methods side by side::
+
+    class Exp(Function):
+        def forward(self, x):             # arrays in, arrays out
+            y = array_module(x).exp(x)
+            self.save_for_backward(y)
+            return y
+
+        def backward(self, grad_out):     # one gradient per positional input
+            (y,) = self.saved_arrays
+            return grad_out * y
+
+``Exp.apply(tensor)`` runs ``forward`` on the tensor's array and, when grad mode is
+on and an input requires grad, links the output to this node. Positional arguments
+that are Tensors are the graph's inputs; any other positional value (a Python
+number, None for an absent bias) is handed to ``forward`` as it is and gets no
+gradient; keyword arguments are options. ``backward`` returns one gradient (or
+None) per positional argument, never changes ``grad_out`` or a saved array in
+place, and may skip the inputs whose ``needs_input_grad`` entry is False.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from tinyconv.autograd import grad_mode
+
+if TYPE_CHECKING:
+    from tinyconv.tensor import Tensor
+
+__all__ = ["Function"]
+
+
+class Function:
+    """Base class of every differentiable op (see the module docstring)."""
+
+    # Filled in by ``apply``; plain attributes keep ``apply`` fast.
+    next_edges: tuple[tuple[Any, int] | None, ...] = ()
+    needs_input_grad: tuple[bool, ...] = ()
+    changes_device = False  # True for the op that copies between devices
+
+    def forward(self, *args: Any, **options: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}.forward is not written")
+
+    def backward(self, *grad_outputs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} has no backward")
+
+    # -- what forward keeps for backward ---------------------------------------------
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        """Keep arrays for ``backward``; an input or output array saved here is guarded
+        by its tensor's version counter, so changing it in place makes backward raise."""
+        self._saved = arrays
+
+    @property
+    def saved_arrays(self) -> tuple[Any, ...]:
+        saved = self.__dict__.get("_saved", ())
+        if saved is None:
+            self.raise_released()
+        return saved
+
+    def raise_released(self) -> None:
+        raise RuntimeError(
+            f"Trying to backward through the graph a second time (through {self.name}): "
+            "its saved arrays were freed after the first backward. Pass "
+            "retain_graph=True to the first backward() to keep them."
+        )
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def release(self) -> None:
+        """Free the saved arrays (the engine calls this after backward)."""
+        self._saved = None
+
+    @property
+    def released(self) -> bool:
+        return self.__dict__.get("_saved", ()) is None
+
+    # -- what the engine does at this node's outputs ----------------------------------
+
+    def output_hooks(self, index: int) -> list:
+        """The hooks registered on output ``index`` (created on first use)."""
+        hooks = self.__dict__.setdefault("_output_hooks", {})
+        return hooks.setdefault(index, [])
+
+    def retain_output(self, index: int, tensor: Tensor) -> None:
+        """Store output ``index``'s gradient on ``tensor`` (held weakly: no cycle)."""
+        self.__dict__.setdefault("_retained", {})[index] = weakref.ref(tensor)
+
+    # -- building the graph -----------------------------------------------------------
+
+    @classmethod
+    def apply(cls, *args: Any, **options: Any) -> Any:
+        """Run the op on tensors; returns a Tensor, or a tuple of them."""
+        Tensor = tensor_module.Tensor
+        function = cls()
+        arrays = []
+        inputs = []
+        device = None
+        requires_grad = False
+        for arg in args:
+            if isinstance(arg, Tensor):
+                if device is None:
+                    device = arg.device
+                elif arg.device != device:
+                    raise RuntimeError(
+                        f"{function.name}: expected all tensors on the same device, "
+                        f"but found {device!r} and {arg.device!r}"
+                    )
+                arrays.append(arg.data)
+                inputs.append(arg)
+                requires_grad = requires_grad or arg._requires_grad
+            else:
+                arrays.append(arg)
+        recording = requires_grad and grad_mode.is_grad_enabled()
+        if recording:
+            function.needs_input_grad = tuple(
+                isinstance(arg, Tensor) and arg._requires_grad for arg in args
+            )
+        raw = function.forward(*arrays, **options)
+
+        if device is None:
+            raise TypeError(f"{function.name}: expected at least one Tensor argument")
+        if cls.changes_device:
+            device = options["device"]
+        if type(raw) is tuple:
+            outputs = tuple(Tensor._wrap(array, device) for array in raw)
+        else:
+            outputs = (Tensor._wrap(raw, device),)
+        if recording:
+            function._link(args, inputs, outputs)
+        elif "_saved" in function.__dict__:
+            function._saved = ()  # nothing will call backward: drop what forward kept
+        return outputs if type(raw) is tuple else outputs[0]
+
+    def _link(
+        self, args: tuple[Any, ...], inputs: list[Tensor], outputs: tuple[Tensor, ...]
+    ) -> None:
+        Tensor = tensor_module.Tensor
+        edges = []
+        for arg in args:
+            if isinstance(arg, Tensor) and arg._requires_grad:
+                # a leaf is its own edge (gradients accumulate into it); otherwise the
+                # edge points at the node that made the tensor, and which of its outputs
+                edges.append((arg, 0) if arg.grad_fn is None else (arg.grad_fn, arg._output_index))
+            else:
+                edges.append(None)
+        self.next_edges = tuple(edges)
+        self.output_meta = tuple((out.shape, out.dtype) for out in outputs)
+        for index, out in enumerate(outputs):
+            if out.data.dtype.kind in "fc":  # only floating outputs carry gradients
+                out._requires_grad = True
+                out.grad_fn = self
+                out._output_index = index
+        saved = self.__dict__.get("_saved")
+        if saved:
+            self._saved_versions = _versions_of(saved, inputs, outputs)
+
+    def check_versions(self) -> None:
+        """Raise if a tensor whose array this node saved was changed in place since."""
+        for counter, expected, role in self.__dict__.get("_saved_versions", ()):
+            if counter.value != expected:
+                raise RuntimeError(
+                    f"one of the variables needed for gradient computation has been modified "
+                    f"by an inplace operation: {role} of {self.name} is at version "
+                    f"{counter.value}; expected version {expected}. Use an out-of-place "
+                    "operation (or .clone()) before changing it."
+                )
+
+
+def _versions_of(saved, inputs, outputs) -> tuple:
+    """(version counter, version now, description) for each saved array that is the
+    array of an input or an output; other saved arrays belong to this node alone."""
+    found = []
+    for array in saved:
+        for position, tensor in enumerate(inputs):
+            if tensor.data is array:
+                found.append((tensor._version, tensor._version.value, f"input {position}"))
+                break
+        else:
+            for position, tensor in enumerate(outputs):
+                if tensor.data is array:
+                    found.append((tensor._version, tensor._version.value, f"output {position}"))
+                    break
+    return tuple(found)
+
+
+# Imported last: tensor.py imports the ops, which import Function from this module.
+import tinyconv.tensor as tensor_module  # noqa: E402

@@ -1,0 +1,80 @@
+"""Grad mode: whether ops record a graph. ``no_grad`` and ``enable_grad`` switch it."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled"]
+
+_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    return _enabled
+
+
+class set_grad_enabled:
+    """Turn recording on or off: a context manager, a decorator, or a plain call."""
+
+    def __init__(self, mode: bool) -> None:
+        global _enabled
+        self.mode = bool(mode)
+        self.previous = _enabled
+        _enabled = self.mode  # like PyTorch, the plain call takes effect at once
+
+    def __enter__(self) -> None:
+        global _enabled
+        _enabled = self.mode
+
+    def __exit__(self, *exc_info: Any) -> None:
+        global _enabled
+        _enabled = self.previous
+
+    def __call__(self, func: Callable) -> Callable:
+        mode = self.mode
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with set_grad_enabled(mode):
+                return func(*args, **kwargs)
+
+        return wrapper
+
+
+class _GradModeContext:
+    """Base of ``no_grad``/``enable_grad``: a context manager and a decorator."""
+
+    mode = True
+
+    def __enter__(self) -> None:
+        global _enabled
+        self.previous = _enabled
+        _enabled = self.mode
+
+    def __exit__(self, *exc_info: Any) -> None:
+        global _enabled
+        _enabled = self.previous
+
+    def __call__(self, func: Callable) -> Callable:
+        context_type = type(self)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with context_type():
+                return func(*args, **kwargs)
+
+        return wrapper
+
+
+class no_grad(_GradModeContext):
+    """Record nothing inside: ``with tc.no_grad(): ...`` or ``@tc.no_grad()``."""
+
+    mode = False
+
+
+class enable_grad(_GradModeContext):
+    """Record again inside a ``no_grad`` block."""
+
+    mode = True

@@ -1,0 +1,198 @@
+"""The array backend: NumPy for ``'cpu'``, CuPy for ``'cuda'``.
+
+Every other module asks this one for its array module (``xp``) and never imports
+CuPy itself, so importing tinyconv never needs CuPy. Where NumPy and CuPy truly
+differ (scatter-add, strided views, random numbers, host transfers), the
+difference lives here, in one small function with both branches.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import Any
+
+import numpy
+
+__all__ = [
+    "array_module",
+    "as_strided",
+    "cuda_is_available",
+    "default_device",
+    "device_of",
+    "get_array_module",
+    "manual_seed",
+    "normalize_device",
+    "random_generator",
+    "scatter_add",
+    "set_default_device",
+    "to_device",
+]
+
+_cupy: ModuleType | None = None
+_cupy_import_error: BaseException | None = None
+
+
+def _import_cupy() -> ModuleType | None:
+    """Import CuPy once, remembering a failure instead of retrying it."""
+    global _cupy, _cupy_import_error
+    if _cupy is None and _cupy_import_error is None:
+        try:
+            import cupy  # noqa: PLC0415  (lazy: CuPy is optional)
+
+            _cupy = cupy
+        except Exception as error:  # ImportError, or a CUDA library that fails to load
+            _cupy_import_error = error
+    return _cupy
+
+
+def cupy_module() -> ModuleType:
+    """CuPy, or a RuntimeError that says what to install."""
+    cupy = _import_cupy()
+    if cupy is None:
+        raise RuntimeError(
+            "device 'cuda' needs CuPy, which could not be imported "
+            f"({_cupy_import_error!r}); install it with `pip install 'tinyconv[gpu]'` "
+            "or `pip install cupy-cuda12x` matching your CUDA version"
+        )
+    return cupy
+
+
+def cuda_is_available() -> bool:
+    """True when CuPy imports and sees at least one GPU."""
+    cupy = _import_cupy()
+    if cupy is None:
+        return False
+    try:
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def normalize_device(device: Any) -> str:
+    """'cpu', 'cuda' (GPU 0) or 'cuda:N'; raises ValueError for anything else."""
+    text = str(device) if device is not None else default_device()
+    if text == "cpu":
+        return "cpu"
+    if text in ("cuda", "cuda:0", "gpu"):
+        return "cuda"
+    if text.startswith("cuda:") and text[5:].isdigit():
+        return text
+    raise ValueError(f"device={device!r} is not a device; expected 'cpu', 'cuda' or 'cuda:N'")
+
+
+def _cuda_index(device: str) -> int:
+    return 0 if device == "cuda" else int(device[5:])
+
+
+_default_device = "cpu"
+
+
+def default_device() -> str:
+    """The device factories use when none is given (TINYCONV_DEVICE, else 'cpu')."""
+    return _default_device
+
+
+def set_default_device(device: Any) -> None:
+    """Make ``device`` the default for factories and ``tensor(...)``."""
+    global _default_device
+    device = normalize_device(device)
+    if device != "cpu":
+        cupy_module()  # fail now, with the install hint, rather than at the first tensor
+    _default_device = device
+
+
+def array_module(device: str) -> ModuleType:
+    """The array module (``xp``) of a normalized device string."""
+    if device == "cpu":
+        return numpy
+    return cupy_module()
+
+
+def _is_cupy_array(array: Any) -> bool:
+    # Looking at the type's module keeps NumPy-only machines from importing CuPy.
+    return type(array).__module__.startswith("cupy")
+
+
+def get_array_module(array: Any) -> ModuleType:
+    """NumPy or CuPy, whichever owns ``array``."""
+    return cupy_module() if _is_cupy_array(array) else numpy
+
+
+def device_of(array: Any) -> str:
+    """The device string of a NumPy or CuPy array."""
+    if _is_cupy_array(array):
+        index = array.device.id
+        return "cuda" if index == 0 else f"cuda:{index}"
+    return "cpu"
+
+
+def to_device(array: Any, device: str) -> Any:
+    """``array`` on ``device``; the same object when it is already there."""
+    if device == "cpu":
+        return array.get() if _is_cupy_array(array) else array
+    cupy = cupy_module()
+    with cupy.cuda.Device(_cuda_index(device)):
+        return cupy.asarray(array)
+
+
+def scatter_add(target: Any, indices: Any, values: Any) -> None:
+    """``target[indices] += values`` where repeated indices add up, in place."""
+    if _is_cupy_array(target):
+        cupy = cupy_module()
+        if hasattr(cupy, "add") and hasattr(cupy.add, "at"):
+            cupy.add.at(target, indices, values)
+        else:  # CuPy before 13 has only the cupyx spelling
+            import cupyx  # noqa: PLC0415
+
+            cupyx.scatter_add(target, indices, values)
+    else:
+        numpy.add.at(target, indices, values)
+
+
+def as_strided(array: Any, shape: tuple[int, ...], strides: tuple[int, ...]) -> Any:
+    """A read-only-by-convention view of ``array`` with the given shape and byte strides."""
+    if _is_cupy_array(array):
+        return cupy_module().lib.stride_tricks.as_strided(array, shape=shape, strides=strides)
+    return numpy.lib.stride_tricks.as_strided(array, shape=shape, strides=strides, writeable=False)
+
+
+_generators: dict[str, Any] = {}
+_seed: int | None = None
+
+
+def manual_seed(seed: int) -> None:
+    """Seed every device's generator, so every random draw is repeatable."""
+    global _seed
+    if not isinstance(seed, (int, numpy.integer)) or isinstance(seed, bool):
+        raise TypeError(f"seed={seed!r} must be an int")
+    _seed = int(seed)
+    _generators.clear()
+
+
+def random_generator(device: str) -> Any:
+    """The random generator of ``device`` (a NumPy or CuPy ``Generator``)."""
+    generator = _generators.get(device)
+    if generator is None:
+        if device == "cpu":
+            generator = numpy.random.default_rng(_seed)
+        else:
+            cupy = cupy_module()
+            with cupy.cuda.Device(_cuda_index(device)):
+                seed = None if _seed is None else _seed + _cuda_index(device)
+                generator = cupy.random.default_rng(seed)
+        _generators[device] = generator
+    return generator
+
+
+def _device_from_environment() -> str:
+    value = os.environ.get("TINYCONV_DEVICE")
+    if not value:
+        return "cpu"
+    try:
+        return normalize_device(value)
+    except ValueError as error:
+        raise ValueError(f"TINYCONV_DEVICE={value!r}: {error}") from None
+
+
+_default_device = _device_from_environment()
