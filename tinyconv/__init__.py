@@ -67,12 +67,14 @@ __all__ = [
     "int64",
     "is_grad_enabled",
     "linspace",
+    "load",
     "manual_seed",
     "no_grad",
     "ones",
     "ones_like",
     "rand",
     "rand_like",
+    "save",
     "randint",
     "randn",
     "randn_like",
@@ -87,3 +89,18 @@ __all__ = [
 ]
 
 get_default_device = backend.default_device
+
+_SUBMODULES = ("nn", "optim", "data", "datasets", "utils", "viz")
+
+
+def __getattr__(name: str):
+    # Subpackages load on first use, so ``import tinyconv`` stays light.
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f"tinyconv.{name}")
+    if name in ("save", "load"):
+        from tinyconv import serialization
+
+        return getattr(serialization, name)
+    raise AttributeError(f"module 'tinyconv' has no attribute {name!r}")

@@ -8,12 +8,14 @@ __all__ = [
     "backward",
     "enable_grad",
     "grad",
+    "graph_size",
     "gradcheck",
     "gradgradcheck",
     "GradcheckError",
     "is_grad_enabled",
     "no_grad",
     "set_grad_enabled",
+    "trace",
 ]
 
 
@@ -27,4 +29,8 @@ def __getattr__(name: str):
         from tinyconv.autograd import gradcheck
 
         return getattr(gradcheck, name)
+    if name in ("trace", "graph_size"):
+        from tinyconv.autograd import trace
+
+        return getattr(trace, name)
     raise AttributeError(f"module 'tinyconv.autograd' has no attribute {name!r}")
