@@ -30,7 +30,7 @@ def __getattr__(name: str):
 
         return getattr(gradcheck, name)
     if name in ("trace", "graph_size"):
-        from tinyconv.autograd import trace
+        from tinyconv.autograd import tracing
 
-        return getattr(trace, name)
+        return getattr(tracing, name)
     raise AttributeError(f"module 'tinyconv.autograd' has no attribute {name!r}")
