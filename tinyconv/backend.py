@@ -180,9 +180,28 @@ def random_generator(device: str) -> Any:
             cupy = cupy_module()
             with cupy.cuda.Device(_cuda_index(device)):
                 seed = None if _seed is None else _seed + _cuda_index(device)
-                generator = cupy.random.default_rng(seed)
+                generator = _CupyGenerator(cupy.random.RandomState(seed))
         _generators[device] = generator
     return generator
+
+
+class _CupyGenerator:
+    """CuPy's ``RandomState`` behind the NumPy ``Generator`` methods tinyconv calls."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def random(self, size: Any = None, dtype: Any = numpy.float64) -> Any:
+        return self.state.random_sample(size=size, dtype=dtype)
+
+    def standard_normal(self, size: Any = None, dtype: Any = numpy.float64) -> Any:
+        return self.state.standard_normal(size=size, dtype=dtype)
+
+    def integers(self, low: int, high: int | None = None, size: Any = None) -> Any:
+        return self.state.randint(low, high, size=size, dtype=numpy.int64)
+
+    def permutation(self, n: int) -> Any:
+        return self.state.permutation(n)
 
 
 def _device_from_environment() -> str:

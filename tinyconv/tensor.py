@@ -178,16 +178,21 @@ class Tensor:
 
     # -- autograd ------------------------------------------------------------------------
 
-    def backward(self, gradient: Any = None, retain_graph: bool | None = None) -> None:
+    def backward(
+        self, gradient: Any = None, retain_graph: bool | None = None, create_graph: bool = False
+    ) -> None:
         """Accumulate d(self)/d(leaf) into every leaf that requires grad.
 
         Args:
             gradient: dL/d(self); may be omitted only when self has one element.
             retain_graph: keep the saved arrays so backward can run again.
+            create_graph: record the gradients too, to differentiate them again.
         """
         from tinyconv.autograd import engine  # noqa: PLC0415  (engine imports tensor)
 
-        engine.backward([self], None if gradient is None else [gradient], retain_graph)
+        engine.backward(
+            [self], None if gradient is None else [gradient], retain_graph, create_graph
+        )
 
     def detach(self) -> Tensor:
         """The same array (shared memory, shared version counter), without a graph."""

@@ -1,7 +1,13 @@
 """Automatic differentiation: ``Function``, the engine, grad mode and gradient checks."""
 
 from tinyconv.autograd.function import Function
-from tinyconv.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from tinyconv.autograd.grad_mode import (
+    enable_grad,
+    is_grad_enabled,
+    keep_inputs,
+    no_grad,
+    set_grad_enabled,
+)
 
 __all__ = [
     "Function",
@@ -13,6 +19,7 @@ __all__ = [
     "gradgradcheck",
     "GradcheckError",
     "is_grad_enabled",
+    "keep_inputs",
     "no_grad",
     "set_grad_enabled",
     "trace",

@@ -13,6 +13,7 @@ from typing import Any
 
 from tinyconv import backend
 from tinyconv.autograd.function import Function
+from tinyconv.autograd.grad_mode import set_grad_enabled
 from tinyconv.tensor import Tensor
 
 __all__ = ["backward", "grad"]
@@ -25,12 +26,18 @@ def backward(
     tensors: Sequence[Tensor],
     grad_tensors: Sequence[Any] | None = None,
     retain_graph: bool | None = None,
+    create_graph: bool = False,
 ) -> None:
-    """Accumulate the gradients of ``tensors`` into the leaves that require grad."""
-    roots = _roots(tensors, grad_tensors)
-    leaf_grads = _run(roots, bool(retain_graph), capture=None)
-    for leaf, grad_array in leaf_grads.values():
-        _accumulate(leaf, grad_array)
+    """Accumulate the gradients of ``tensors`` into the leaves that require grad.
+
+    With ``create_graph=True`` the gradients are themselves recorded (see
+    ``grad_mode.keep_inputs``), so they can be differentiated again.
+    """
+    roots = _roots(tensors, grad_tensors, create_graph)
+    retain = create_graph if retain_graph is None else retain_graph
+    leaf_grads = _run(roots, retain, capture=None, create_graph=create_graph)
+    for leaf, grad_value in leaf_grads.values():
+        _accumulate(leaf, grad_value)
 
 
 def grad(
@@ -38,6 +45,7 @@ def grad(
     inputs: Tensor | Sequence[Tensor],
     grad_outputs: Any = None,
     retain_graph: bool | None = None,
+    create_graph: bool = False,
     allow_unused: bool = False,
 ) -> tuple[Tensor | None, ...]:
     """d(outputs)/d(inputs), returned rather than added to ``.grad``."""
@@ -48,8 +56,9 @@ def grad(
     for position, tensor in enumerate(inputs):
         if not tensor.requires_grad:
             raise RuntimeError(f"grad: inputs[{position}] does not require grad")
-    roots = _roots(outputs, grad_outputs)
-    captured = _run(roots, bool(retain_graph), capture=inputs)
+    roots = _roots(outputs, grad_outputs, create_graph)
+    retain = create_graph if retain_graph is None else retain_graph
+    captured = _run(roots, retain, capture=inputs, create_graph=create_graph)
     results = []
     for position, tensor in enumerate(inputs):
         found = captured.get(id(tensor))
@@ -60,13 +69,18 @@ def grad(
                     "pass allow_unused=True to get None for it"
                 )
             results.append(None)
+        elif create_graph:
+            results.append(found[1])
         else:
             results.append(Tensor._wrap(found[1], tensor.device))
     return tuple(results)
 
 
-def _roots(tensors: Sequence[Tensor], grad_tensors: Sequence[Any] | None) -> list:
-    """(tensor, seed gradient array) for each output to start from."""
+def _roots(
+    tensors: Sequence[Tensor], grad_tensors: Sequence[Any] | None, create_graph: bool = False
+) -> list:
+    """(tensor, seed gradient) for each output to start from: an array, or a Tensor
+    when the gradients are to be recorded."""
     if grad_tensors is None:
         grad_tensors = [None] * len(tensors)
     if len(grad_tensors) != len(tensors):
@@ -79,6 +93,9 @@ def _roots(tensors: Sequence[Tensor], grad_tensors: Sequence[Any] | None) -> lis
                 "backward() needs a tensor computed from a tensor with requires_grad=True"
             )
         xp = backend.get_array_module(tensor.data)
+        if create_graph and isinstance(seed, Tensor):
+            roots.append((tensor, seed))  # may itself carry a graph
+            continue
         if seed is None:
             if tensor.data.size != 1:
                 raise RuntimeError(
@@ -99,7 +116,7 @@ def _roots(tensors: Sequence[Tensor], grad_tensors: Sequence[Any] | None) -> lis
                     f"gradient is on {backend.device_of(seed)!r}, the output on {tensor.device!r}"
                 )
             seed = seed.astype(tensor.data.dtype, copy=False)
-        roots.append((tensor, seed))
+        roots.append((tensor, Tensor._wrap(seed, tensor.device) if create_graph else seed))
     return roots
 
 
@@ -121,9 +138,12 @@ def _count_dependencies(start: list[Function]) -> dict[Function, int]:
     return dependencies
 
 
-def _run(roots: list, retain_graph: bool, capture: list[Tensor] | None) -> dict:
+def _run(
+    roots: list, retain_graph: bool, capture: list[Tensor] | None, create_graph: bool = False
+) -> dict:
     """Walk the graph. Returns {id(leaf): (leaf, gradient)}; with ``capture`` given,
-    the gradients of those tensors instead, leaves left untouched."""
+    the gradients of those tensors instead, leaves left untouched. Gradients are
+    arrays, or Tensors recorded in a new graph when ``create_graph``."""
     leaf_grads: dict[int, tuple[Tensor, Any]] = {}
     captured_outputs = {}  # (node, output index) -> tensor, for non-leaf inputs of grad()
     captured_leaves = set()
@@ -151,12 +171,15 @@ def _run(roots: list, retain_graph: bool, capture: list[Tensor] | None) -> dict:
     while ready:
         node = ready.pop()
         grads = pending.pop(node)
-        grads = _fill_missing(node, grads)
+        grads = _fill_missing(node, grads, create_graph)
         grads = _at_outputs(node, grads, captured_outputs, leaf_grads)
         if node.released:
             node.raise_released()
         node.check_versions()
-        input_grads = node.backward(*grads)
+        if create_graph:
+            input_grads = _backward_graph(node, grads)
+        else:
+            input_grads = node.backward(*grads)
         if type(input_grads) is not tuple:
             input_grads = (input_grads,)
         if len(input_grads) != len(node.next_edges):
@@ -203,7 +226,23 @@ def _add_to_leaf(leaf_grads: dict, leaf: Tensor, grad_array: Any) -> None:
     leaf_grads[key] = (leaf, grad_array)
 
 
-def _fill_missing(node: Function, grads: list) -> list:
+def _backward_graph(node: Function, grads: list) -> Any:
+    """The node's gradients computed with Tensor ops, recorded in a new graph."""
+    if not hasattr(node, "backward_graph"):
+        raise RuntimeError(
+            f"create_graph=True: {node.name} has no differentiable backward (backward_graph), "
+            "so its gradient cannot be differentiated again"
+        )
+    if not hasattr(node, "inputs"):
+        raise RuntimeError(
+            f"create_graph=True: {node.name} did not keep its inputs; run the forward pass "
+            "inside `with tc.autograd.keep_inputs():` (gradgradcheck does this itself)"
+        )
+    with set_grad_enabled(True):
+        return node.backward_graph(*grads)
+
+
+def _fill_missing(node: Function, grads: list, create_graph: bool = False) -> list:
     """Outputs that received no gradient (an unused output) get zeros."""
     if all(grad_array is not None for grad_array in grads):
         return grads
@@ -212,11 +251,13 @@ def _fill_missing(node: Function, grads: list) -> list:
     for grad_array, (shape, dtype) in zip(grads, node.output_meta):
         if grad_array is None and dtype.kind in "fc":
             if xp is None:
-                present = next((g for g in grads if g is not None), None)
+                present = next((_array(g) for g in grads if g is not None), None)
                 xp = backend.get_array_module(present) if present is not None else None
             if xp is None:
                 import numpy as xp  # noqa: PLC0415  (every output unused: cannot happen from a root)
             grad_array = xp.zeros(shape, dtype=dtype)
+            if create_graph:
+                grad_array = Tensor._wrap(grad_array, backend.device_of(grad_array))
         filled.append(grad_array)
     return filled
 
@@ -227,9 +268,10 @@ def _at_outputs(node: Function, grads: list, captured: dict, leaf_grads: dict) -
     if hooks:
         for index, output_hooks in hooks.items():
             for hook in list(output_hooks):
-                replaced = hook(Tensor._wrap(grads[index], backend.device_of(grads[index])))
+                graded = isinstance(grads[index], Tensor)
+                replaced = hook(grads[index] if graded else _wrap(grads[index]))
                 if replaced is not None:
-                    grads[index] = replaced.data if isinstance(replaced, Tensor) else replaced
+                    grads[index] = replaced if graded else _array(replaced)
     retained = node.__dict__.get("_retained")
     if retained:
         for index, reference in retained.items():
@@ -250,6 +292,7 @@ def _check_grad(node: Function, target: Any, index: int, grad_array: Any) -> Non
         shape, dtype = target.output_meta[index]
     else:
         shape, dtype = target.shape, target.data.dtype
+    grad_array = _array(grad_array)
     if grad_array.shape != shape or grad_array.dtype != dtype:
         raise RuntimeError(
             f"{node.name}.backward returned a gradient of shape {grad_array.shape} and dtype "
@@ -257,13 +300,25 @@ def _check_grad(node: Function, target: Any, index: int, grad_array: Any) -> Non
         )
 
 
+def _array(value: Any) -> Any:
+    return value.data if isinstance(value, Tensor) else value
+
+
+def _wrap(array: Any) -> Tensor:
+    return Tensor._wrap(array, backend.device_of(array))
+
+
 def _accumulate(tensor: Tensor, grad_array: Any) -> None:
     """Add into ``tensor.grad`` after the tensor's own hooks; never alias the array."""
+    recorded = isinstance(grad_array, Tensor)
     if tensor._hooks:
         for hook in list(tensor._hooks):
-            replaced = hook(Tensor._wrap(grad_array, tensor.device))
+            replaced = hook(grad_array if recorded else Tensor._wrap(grad_array, tensor.device))
             if replaced is not None:
-                grad_array = replaced.data if isinstance(replaced, Tensor) else replaced
+                grad_array = replaced if recorded else _array(replaced)
+    if recorded:  # create_graph: the gradient keeps its graph
+        tensor.grad = grad_array if tensor.grad is None else tensor.grad + grad_array
+        return
     if tensor.grad is None:
         # a copy: the engine may hand the same array to several tensors, and it may be
         # a read-only broadcast view

@@ -48,6 +48,11 @@ class Function:
     def backward(self, *grad_outputs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no backward")
 
+    # An op whose gradient can be differentiated again also defines
+    #     def backward_graph(self, *grad_outputs: Tensor) -> Tensor | tuple
+    # computing the same gradients with Tensor operations on ``self.inputs``, so the
+    # engine records them when ``create_graph=True``.
+
     # -- what forward keeps for backward ---------------------------------------------
 
     def save_for_backward(self, *arrays: Any) -> None:
@@ -151,6 +156,8 @@ class Function:
             else:
                 edges.append(None)
         self.next_edges = tuple(edges)
+        if grad_mode.is_keeping_inputs():
+            self.inputs = args  # for backward_graph: the tensors, not just their arrays
         self.output_meta = tuple((out.shape, out.dtype) for out in outputs)
         for index, out in enumerate(outputs):
             if out.data.dtype.kind in "fc":  # only floating outputs carry gradients

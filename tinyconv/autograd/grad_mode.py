@@ -6,9 +6,29 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled"]
+__all__ = ["enable_grad", "is_grad_enabled", "keep_inputs", "no_grad", "set_grad_enabled"]
 
 _enabled = True
+_keeping_inputs = False
+
+
+def is_keeping_inputs() -> bool:
+    return _keeping_inputs
+
+
+class keep_inputs:
+    """Inside, each new node keeps its input tensors, so that its gradient can itself be
+    differentiated (``create_graph=True``). Off by default: an op that needs only its
+    output for backward (relu, exp) would otherwise keep its input alive as well."""
+
+    def __enter__(self) -> None:
+        global _keeping_inputs
+        self.previous = _keeping_inputs
+        _keeping_inputs = True
+
+    def __exit__(self, *exc_info: Any) -> None:
+        global _keeping_inputs
+        _keeping_inputs = self.previous
 
 
 def is_grad_enabled() -> bool:

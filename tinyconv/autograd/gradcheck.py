@@ -15,7 +15,7 @@ import numpy
 
 from tinyconv import backend
 from tinyconv.autograd import engine
-from tinyconv.autograd.grad_mode import no_grad
+from tinyconv.autograd.grad_mode import keep_inputs, no_grad
 from tinyconv.tensor import Tensor
 
 __all__ = ["GradcheckError", "gradcheck", "gradgradcheck"]
@@ -149,13 +149,12 @@ def gradgradcheck(
     raise_exception: bool = True,
     seed: int = 0,
 ) -> bool:
-    """Check second derivatives: the gradient of <v, df/dx . u> against finite differences.
+    """Check second derivatives: gradcheck applied to the gradient <v, df/dx>.
 
-    Needs ops whose backward can itself be differentiated; see ``engine.grad``'s
-    ``create_graph``.
+    The first gradient is computed with ``create_graph=True``, so every op on the
+    path needs a differentiable backward (``backward_graph``); others raise.
     """
     inputs = _as_tuple(inputs)
-    checked = [t for t in inputs if isinstance(t, Tensor) and t.requires_grad]
     generator = numpy.random.default_rng(seed + 1)
     with no_grad():
         outputs = _differentiable_outputs(_as_tuple(func(*inputs)))
@@ -164,9 +163,13 @@ def gradgradcheck(
     ]
 
     def first_derivative(*args: Any) -> tuple:
-        outs = _differentiable_outputs(_as_tuple(func(*args)))
+        # the gradient <v, df/dx>, recorded so gradcheck can differentiate it again
+        with keep_inputs():
+            outs = _differentiable_outputs(_as_tuple(func(*args)))
         wrt = [a for a in args if isinstance(a, Tensor) and a.requires_grad]
-        return engine.grad(outs, wrt, grad_outputs=directions, create_graph=True, allow_unused=True)
+        grads = engine.grad(
+            outs, wrt, grad_outputs=directions, create_graph=True, allow_unused=True
+        )
+        return tuple(g for g in grads if g is not None)
 
-    del checked
     return gradcheck(first_derivative, inputs, eps, atol, rtol, raise_exception, seed)

@@ -1,0 +1,296 @@
+"""Train LeNet-5 on MNIST: progress bars, a checkpoint every epoch, --resume, learning curves.
+
+    python examples/lenet_mnist.py                      # 10 epochs, SGD with momentum
+    python examples/lenet_mnist.py --optimizer adam --lr 1e-3
+    python examples/lenet_mnist.py --limit 2000 --epochs 1   # a quick run
+    python examples/lenet_mnist.py --resume             # continue where it stopped
+
+MNIST is read from --data-dir (else $TINYCONV_DATA, else ~/.cache/tinyconv) and
+downloaded there when missing. Ctrl-C saves a checkpoint before exiting; --resume
+continues from it exactly: same parameters, optimizer state, data order and epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy
+
+import tinyconv as tc
+import tinyconv.nn as nn
+import tinyconv.nn.functional as F
+from tinyconv.data import DataLoader, TensorDataset
+from tinyconv.datasets import MNIST
+
+# The training set's mean and standard deviation of pixel values in [0, 1].
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+CHECKPOINT_NAME = "checkpoint.safetensors"
+WEIGHTS_NAME = "lenet5.safetensors"
+
+
+def build_lenet5() -> nn.Sequential:
+    """LeNet-5 with ReLU and max pooling: 1x28x28 digits to 10 class logits."""
+    return nn.Sequential(
+        nn.Conv2d(1, 6, kernel_size=5, padding=2),  # (N, 6, 28, 28)
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # (N, 6, 14, 14)
+        nn.Conv2d(6, 16, kernel_size=5),  # (N, 16, 10, 10)
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # (N, 16, 5, 5)
+        nn.Flatten(),  # (N, 400)
+        nn.Linear(16 * 5 * 5, 120),
+        nn.ReLU(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, 10),
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    parser.add_argument("--lr", type=float, default=None, help="default: 0.05 (sgd), 1e-3 (adam)")
+    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--data-dir", default=None, help="where the MNIST files are (or go)")
+    parser.add_argument("--limit", type=int, default=None, help="use only this many images")
+    parser.add_argument("--out", default="runs/lenet_mnist", help="checkpoints and plot")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--stop-after", type=int, default=None, help=argparse.SUPPRESS
+    )  # stop after this many batches, as Ctrl-C would (used by the tests)
+    args = parser.parse_args(argv)
+    if args.lr is None:
+        args.lr = 0.05 if args.optimizer == "sgd" else 1e-3
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1")
+    return args
+
+
+def load_split(root: str | None, train: bool, limit: int | None, device: str) -> TensorDataset:
+    """MNIST images as normalised float32 (N, 1, 28, 28) and int64 labels, on ``device``."""
+    dataset = MNIST(root=root, train=train, download=True)
+    images = dataset.data.data[:limit]
+    labels = dataset.targets.data[:limit]
+    pixels = (images.astype(numpy.float32) / 255 - MNIST_MEAN) / MNIST_STD
+    return TensorDataset(
+        tc.tensor(pixels[:, None], device=device), tc.tensor(labels, device=device)
+    )
+
+
+def make_optimizer(args: argparse.Namespace, model: nn.Module) -> Any:
+    if args.optimizer == "sgd":
+        return tc.optim.SGD(
+            model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay
+        )
+    return tc.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+
+
+@tc.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader) -> tuple[float, float]:
+    """(mean loss, accuracy) over a whole split."""
+    model.eval()
+    total_loss, correct, seen = 0.0, 0, 0
+    for images, labels in loader:
+        logits = model(images)
+        total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
+        correct += int((logits.argmax(dim=1) == labels).sum().item())
+        seen += labels.shape[0]
+    model.train()
+    return total_loss / seen, correct / seen
+
+
+class Progress:
+    """A tqdm bar when tqdm is installed and wanted, else nothing."""
+
+    def __init__(self, total: int, initial: int, description: str, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                print("(install tqdm for a progress bar)", file=sys.stderr)
+            else:
+                self.bar = tqdm(total=total, initial=initial, desc=description, unit="batch")
+
+    def update(self, **values: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(values, refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tc.save(state, path)  # atomic: an interrupted save leaves the previous file intact
+
+
+def plot_history(history: dict[str, list[float]], path: Path) -> bool:
+    """Learning curves to PNG; False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(install matplotlib for the learning-curve plot)", file=sys.stderr)
+        return False
+    epochs = range(1, len(history["train_loss"]) + 1)
+    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4))
+    loss_axes.plot(epochs, history["train_loss"], "o-", label="train")
+    loss_axes.plot(epochs, history["test_loss"], "o-", label="test")
+    loss_axes.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    accuracy_axes.plot(epochs, [100 * a for a in history["train_accuracy"]], "o-", label="train")
+    accuracy_axes.plot(epochs, [100 * a for a in history["test_accuracy"]], "o-", label="test")
+    accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for axes in (loss_axes, accuracy_axes):
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.tight_layout()
+    temporary = path.with_name(path.name + ".tmp.png")
+    figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    temporary.replace(path)
+    return True
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    out = Path(args.out)
+    checkpoint_path = out / CHECKPOINT_NAME
+    tc.manual_seed(args.seed)
+    device = args.device
+    if device.startswith("cuda") and not tc.cuda.is_available():
+        sys.exit("--device cuda: no GPU is usable here (tinyconv needs CuPy and a CUDA GPU)")
+
+    try:
+        train_set = load_split(args.data_dir, True, args.limit, device)
+        test_set = load_split(args.data_dir, False, args.limit, device)
+    except RuntimeError as error:  # no data and no network: say where to put the files
+        sys.exit(str(error))
+    train_loader = DataLoader(train_set, args.batch_size, shuffle=True, seed=args.seed)
+    test_loader = DataLoader(test_set, 1000)
+
+    model = build_lenet5().to(device)
+    optimizer = make_optimizer(args, model)
+    scheduler = tc.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
+    history: dict[str, list[float]] = {
+        key: [] for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+    }
+    epoch, running = 0, {"loss": 0.0, "correct": 0, "seen": 0}
+    elapsed_before = 0.0
+
+    if args.resume:
+        if not checkpoint_path.exists():
+            sys.exit(f"--resume: no checkpoint at {checkpoint_path}")
+        state = tc.load(checkpoint_path, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        train_loader.load_state_dict(state["loader"])
+        history, running = state["history"], state["running"]
+        epoch, elapsed_before = state["epoch"], state["elapsed"]
+        print(f"resuming at epoch {epoch + 1}, batch {state['loader']['batches_done']}")
+
+    def checkpoint() -> dict[str, Any]:
+        return {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "loader": train_loader.state_dict(),
+            "history": history,
+            "running": running,
+            "epoch": epoch,
+            "elapsed": elapsed_before + time.perf_counter() - start,
+            "args": {key: value for key, value in vars(args).items() if value is not None},
+        }
+
+    start = time.perf_counter()
+    batches = 0
+    bar = None
+    try:
+        while epoch < args.epochs:
+            done_before = train_loader.state_dict()["batches_done"] if args.resume else 0
+            args.resume = False
+            bar = Progress(
+                len(train_loader),
+                done_before,
+                f"epoch {epoch + 1}/{args.epochs}",
+                not args.no_progress,
+            )
+            epoch_start, epoch_images = time.perf_counter(), 0
+            for images, labels in train_loader:
+                logits = model(images)
+                loss = F.cross_entropy(logits, labels)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+
+                size = labels.shape[0]
+                running["loss"] += loss.item() * size
+                running["correct"] += int((logits.argmax(dim=1) == labels).sum().item())
+                running["seen"] += size
+                epoch_images += size
+                rate = epoch_images / max(time.perf_counter() - epoch_start, 1e-9)
+                bar.update(
+                    loss=f"{running['loss'] / running['seen']:.4f}",
+                    acc=f"{100 * running['correct'] / running['seen']:.2f}%",
+                    img_s=f"{rate:,.0f}",
+                )
+                batches += 1
+                if args.stop_after is not None and batches >= args.stop_after:
+                    raise KeyboardInterrupt
+            bar.close()
+
+            test_loss, test_accuracy = evaluate(model, test_loader)
+            history["train_loss"].append(running["loss"] / max(running["seen"], 1))
+            history["train_accuracy"].append(running["correct"] / max(running["seen"], 1))
+            history["test_loss"].append(test_loss)
+            history["test_accuracy"].append(test_accuracy)
+            running = {"loss": 0.0, "correct": 0, "seen": 0}
+            scheduler.step()
+            epoch += 1
+            save_checkpoint(checkpoint_path, checkpoint())
+            print(
+                f"epoch {epoch}: train loss {history['train_loss'][-1]:.4f}, "
+                f"test loss {test_loss:.4f}, test accuracy {100 * test_accuracy:.2f}%"
+            )
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        save_checkpoint(checkpoint_path, checkpoint())
+        print(f"\ninterrupted: checkpoint saved to {checkpoint_path}; continue with --resume")
+        return {"interrupted": True, "checkpoint": checkpoint_path}
+
+    weights_path = out / WEIGHTS_NAME
+    save_checkpoint(weights_path, model.state_dict())  # PyTorch names: loads into torch
+    plot_path = out / "learning_curves.png"
+    plotted = plot_history(history, plot_path)
+    wall = elapsed_before + time.perf_counter() - start
+    final_accuracy = history["test_accuracy"][-1] if history["test_accuracy"] else math.nan
+    print(f"weights: {weights_path}" + (f", learning curves: {plot_path}" if plotted else ""))
+    print(
+        f"test accuracy {100 * final_accuracy:.2f}% after {epoch} epochs "
+        f"in {wall:.1f} s ({len(train_set)} training images, device {device})"
+    )
+    return {"interrupted": False, "history": history, "wall": wall, "weights": weights_path}
+
+
+if __name__ == "__main__":
+    main()
