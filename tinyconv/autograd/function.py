@@ -103,49 +103,47 @@ class Function:
     def apply(cls, *args: Any, **options: Any) -> Any:
         """Run the op on tensors; returns a Tensor, or a tuple of them."""
         Tensor = tensor_module.Tensor
-        function = cls()
+        function = cls.__new__(cls)
         arrays = []
-        inputs = []
         device = None
         requires_grad = False
         for arg in args:
             if isinstance(arg, Tensor):
                 if device is None:
-                    device = arg.device
-                elif arg.device != device:
+                    device = arg._device
+                elif arg._device != device:
                     raise RuntimeError(
                         f"{function.name}: expected all tensors on the same device, "
-                        f"but found {device!r} and {arg.device!r}"
+                        f"but found {device!r} and {arg._device!r}"
                     )
                 arrays.append(arg.data)
-                inputs.append(arg)
-                requires_grad = requires_grad or arg._requires_grad
+                if arg._requires_grad:
+                    requires_grad = True
             else:
                 arrays.append(arg)
-        recording = requires_grad and grad_mode.is_grad_enabled()
+        if device is None:
+            raise TypeError(f"{function.name}: expected at least one Tensor argument")
+        recording = requires_grad and grad_mode._enabled
         if recording:
             function.needs_input_grad = tuple(
                 isinstance(arg, Tensor) and arg._requires_grad for arg in args
             )
         raw = function.forward(*arrays, **options)
 
-        if device is None:
-            raise TypeError(f"{function.name}: expected at least one Tensor argument")
         if cls.changes_device:
             device = options["device"]
         if type(raw) is tuple:
             outputs = tuple(Tensor._wrap(array, device) for array in raw)
         else:
-            outputs = (Tensor._wrap(raw, device),)
+            output = Tensor._wrap(raw, device)
+            if not recording:
+                return output  # the common no-grad path: nothing to link
+            outputs = (output,)
         if recording:
-            function._link(args, inputs, outputs)
-        elif "_saved" in function.__dict__:
-            function._saved = ()  # nothing will call backward: drop what forward kept
+            function._link(args, outputs)
         return outputs if type(raw) is tuple else outputs[0]
 
-    def _link(
-        self, args: tuple[Any, ...], inputs: list[Tensor], outputs: tuple[Tensor, ...]
-    ) -> None:
+    def _link(self, args: tuple[Any, ...], outputs: tuple[Tensor, ...]) -> None:
         Tensor = tensor_module.Tensor
         edges = []
         for arg in args:
@@ -166,6 +164,7 @@ class Function:
                 out._output_index = index
         saved = self.__dict__.get("_saved")
         if saved:
+            inputs = [arg for arg in args if isinstance(arg, Tensor)]
             self._saved_versions = _versions_of(saved, inputs, outputs)
 
     def check_versions(self) -> None:
