@@ -146,12 +146,9 @@ def _run(
     arrays, or Tensors recorded in a new graph when ``create_graph``."""
     leaf_grads: dict[int, tuple[Tensor, Any]] = {}
     captured_outputs = {}  # (node, output index) -> tensor, for non-leaf inputs of grad()
-    captured_leaves = set()
     if capture is not None:
         for tensor in capture:
-            if tensor.grad_fn is None:
-                captured_leaves.add(id(tensor))
-            else:
+            if tensor.grad_fn is not None:
                 captured_outputs[(tensor.grad_fn, tensor._output_index)] = tensor
 
     pending: dict[Function, list] = {}  # node -> gradient per output, summed so far
@@ -210,7 +207,8 @@ def _run(
                 _add_to_leaf(leaf_grads, target, input_grad)
 
     if capture is not None:
-        return {key: value for key, value in leaf_grads.items() if key in captured_leaves}
+        wanted = {id(tensor) for tensor in capture}
+        return {key: value for key, value in leaf_grads.items() if key in wanted}
     return leaf_grads
 
 

@@ -156,7 +156,7 @@ class Function:
         self.next_edges = tuple(edges)
         if grad_mode.is_keeping_inputs():
             self.inputs = args  # for backward_graph: the tensors, not just their arrays
-        self.output_meta = tuple((out.shape, out.dtype) for out in outputs)
+        self.output_meta = tuple((out.shape, out.data.dtype) for out in outputs)
         for index, out in enumerate(outputs):
             if out.data.dtype.kind in "fc":  # only floating outputs carry gradients
                 out._requires_grad = True
