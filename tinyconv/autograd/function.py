@@ -24,12 +24,9 @@ place, and may skip the inputs whose ``needs_input_grad`` entry is False.
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tinyconv.autograd import grad_mode
-
-if TYPE_CHECKING:
-    from tinyconv.tensor import Tensor
 
 __all__ = ["Function"]
 
@@ -102,7 +99,6 @@ class Function:
     @classmethod
     def apply(cls, *args: Any, **options: Any) -> Any:
         """Run the op on tensors; returns a Tensor, or a tuple of them."""
-        Tensor = tensor_module.Tensor
         function = cls.__new__(cls)
         arrays = []
         device = None
@@ -144,7 +140,6 @@ class Function:
         return outputs if type(raw) is tuple else outputs[0]
 
     def _link(self, args: tuple[Any, ...], outputs: tuple[Tensor, ...]) -> None:
-        Tensor = tensor_module.Tensor
         edges = []
         for arg in args:
             if isinstance(arg, Tensor) and arg._requires_grad:
@@ -197,4 +192,4 @@ def _versions_of(saved, inputs, outputs) -> tuple:
 
 
 # Imported last: tensor.py imports the ops, which import Function from this module.
-import tinyconv.tensor as tensor_module  # noqa: E402
+from tinyconv.tensor import Tensor  # noqa: E402
