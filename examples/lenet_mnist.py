@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -170,6 +171,28 @@ def plot_history(history: dict[str, list[float]], path: Path) -> bool:
     return True
 
 
+class StopRequest:
+    """The first Ctrl-C asks training to stop after the current step (so the checkpoint
+    never holds a half-applied update); a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous = signal.getsignal(signal.SIGINT)
+
+    def __enter__(self) -> StopRequest:
+        signal.signal(signal.SIGINT, self.handle)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step (Ctrl-C again to stop now)", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     out = Path(args.out)
@@ -204,6 +227,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         train_loader.load_state_dict(state["loader"])
+        tc.backend.random_generator("cpu").bit_generator.state = state["rng"]
         history, running = state["history"], state["running"]
         epoch, elapsed_before = state["epoch"], state["elapsed"]
         print(f"resuming at epoch {epoch + 1}, batch {state['loader']['batches_done']}")
@@ -214,6 +238,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "loader": train_loader.state_dict(),
+            "rng": tc.backend.random_generator("cpu").bit_generator.state,
             "history": history,
             "running": running,
             "epoch": epoch,
@@ -223,9 +248,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     start = time.perf_counter()
     batches = 0
-    bar = None
-    try:
-        while epoch < args.epochs:
+    with StopRequest() as stop:
+        while epoch < args.epochs and not stop.requested:
             done_before = train_loader.state_dict()["batches_done"] if args.resume else 0
             args.resume = False
             bar = Progress(
@@ -255,8 +279,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
                 batches += 1
                 if args.stop_after is not None and batches >= args.stop_after:
-                    raise KeyboardInterrupt
+                    stop.requested = True
+                if stop.requested:
+                    break
             bar.close()
+            if stop.requested and train_loader.state_dict()["batches_done"] < len(train_loader):
+                break  # mid-epoch: the checkpoint below resumes inside this epoch
 
             test_loss, test_accuracy = evaluate(model, test_loader)
             history["train_loss"].append(running["loss"] / max(running["seen"], 1))
@@ -271,11 +299,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"epoch {epoch}: train loss {history['train_loss'][-1]:.4f}, "
                 f"test loss {test_loss:.4f}, test accuracy {100 * test_accuracy:.2f}%"
             )
-    except KeyboardInterrupt:
-        if bar is not None:
-            bar.close()
+    if stop.requested:
         save_checkpoint(checkpoint_path, checkpoint())
-        print(f"\ninterrupted: checkpoint saved to {checkpoint_path}; continue with --resume")
+        print(f"stopped: checkpoint saved to {checkpoint_path}; continue with --resume")
         return {"interrupted": True, "checkpoint": checkpoint_path}
 
     weights_path = out / WEIGHTS_NAME
