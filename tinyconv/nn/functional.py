@@ -7,20 +7,45 @@ from __future__ import annotations
 from typing import Any
 
 from tinyconv import backend
-from tinyconv.autograd.grad_mode import is_grad_enabled  # noqa: F401  (re-exported for layers)
+from tinyconv.nn.conv_functional import (
+    adaptive_avg_pool2d,
+    adaptive_max_pool2d,
+    avg_pool2d,
+    conv2d,
+    conv2d_output_shape,
+    conv_output_size,
+    conv_transpose2d,
+    conv_transpose2d_output_shape,
+    conv_transpose_output_size,
+    max_pool2d,
+    pool2d_output_shape,
+    pool_output_size,
+)
 from tinyconv.ops import elementwise, linalg, loss
 from tinyconv.ops.padding import Pad
 from tinyconv.tensor import Tensor
 
 __all__ = [
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
+    "avg_pool2d",
+    "conv2d",
+    "conv2d_output_shape",
+    "conv_output_size",
+    "conv_transpose2d",
+    "conv_transpose2d_output_shape",
+    "conv_transpose_output_size",
     "cross_entropy",
     "dropout",
     "flatten",
     "linear",
     "log_softmax",
+    "max_pool2d",
     "mse_loss",
     "nll_loss",
     "pad",
+    "pool2d_output_shape",
+    "pool_output_size",
     "relu",
     "sigmoid",
     "softmax",
