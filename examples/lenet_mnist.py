@@ -226,6 +226,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        # a resumed run may ask for more epochs: the cosine schedule spans them all
+        scheduler.T_max = args.epochs
         train_loader.load_state_dict(state["loader"])
         tc.backend.random_generator("cpu").bit_generator.state = state["rng"]
         history, running = state["history"], state["running"]

@@ -24,7 +24,9 @@ __all__ = [
     "manual_seed",
     "normalize_device",
     "random_generator",
+    "release_scratch",
     "scatter_add",
+    "scratch",
     "set_default_device",
     "to_device",
 ]
@@ -155,6 +157,33 @@ def as_strided(array: Any, shape: tuple[int, ...], strides: tuple[int, ...]) -> 
     if _is_cupy_array(array):
         return cupy_module().lib.stride_tricks.as_strided(array, shape=shape, strides=strides)
     return numpy.lib.stride_tricks.as_strided(array, shape=shape, strides=strides, writeable=False)
+
+
+_scratch_buffers: dict[Any, Any] = {}
+
+
+def scratch(shape: tuple[int, ...], dtype: Any, like: Any) -> Any:
+    """An uninitialised array for a large temporary, valid until the next call.
+
+    NumPy takes every large array from the operating system, which zeroes each fresh
+    page on first touch: for an im2col buffer that costs about as much as filling it.
+    So on the CPU one buffer per dtype is kept and handed out again. CuPy's memory pool
+    already reuses device memory, so there this is a plain ``empty``.
+    """
+    if _is_cupy_array(like):
+        return cupy_module().empty(shape, dtype=dtype)
+    size = int(numpy.prod(shape))
+    key = numpy.dtype(dtype)
+    buffer = _scratch_buffers.get(key)
+    if buffer is None or buffer.size < size:
+        _scratch_buffers.pop(key, None)  # let the old one go before taking a bigger one
+        buffer = _scratch_buffers[key] = numpy.empty(size, dtype=key)
+    return buffer[:size].reshape(shape)
+
+
+def release_scratch() -> None:
+    """Free the buffers ``scratch`` keeps."""
+    _scratch_buffers.clear()
 
 
 _generators: dict[str, Any] = {}

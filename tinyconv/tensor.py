@@ -57,7 +57,7 @@ class Tensor:
         "grad_fn",
         "_requires_grad",
         "_output_index",
-        "_version",
+        "_version_counter",
         "_hooks",
         "_retains_grad",
         "_device",
@@ -82,7 +82,7 @@ class Tensor:
         self.grad_fn = None
         self._requires_grad = False
         self._output_index = 0
-        self._version = _Version()
+        self._version_counter = None  # made on first use: most tensors never need one
         self._hooks = None
         self._retains_grad = False
         self._device = device
@@ -97,6 +97,18 @@ class Tensor:
         return tensor
 
     # -- attributes ----------------------------------------------------------------------
+
+    @property
+    def _version(self) -> _Version:
+        """How many times this tensor's array was changed in place (shared by ``detach``)."""
+        counter = self._version_counter
+        if counter is None:
+            counter = self._version_counter = _Version()
+        return counter
+
+    @_version.setter
+    def _version(self, counter: _Version) -> None:
+        self._version_counter = counter
 
     @property
     def requires_grad(self) -> bool:
@@ -409,6 +421,13 @@ class Tensor:
     # -- arithmetic ----------------------------------------------------------------------
 
     def _binary(self, function: type, other: Any, reflected: bool = False) -> Tensor:
+        # The common cases first, with nothing to promote: another tensor of this dtype,
+        # or a Python number beside a float tensor (a number never changes its dtype).
+        other_type = type(other)
+        if (other_type is Tensor and other.data.dtype is self.data.dtype) or (
+            (other_type is float or other_type is int) and self.data.dtype.kind == "f"
+        ):
+            return function.apply(other, self) if reflected else function.apply(self, other)
         if not isinstance(other, (Tensor, int, float, bool)):
             if isinstance(other, numpy.generic) or (
                 hasattr(other, "shape") and hasattr(other, "dtype")

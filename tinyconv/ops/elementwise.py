@@ -37,7 +37,8 @@ def _shape(value: Any) -> tuple[int, ...]:
 
 class Add(Function):
     def forward(self, a, b):
-        self.shapes = (_shape(a), _shape(b))
+        # getattr inline, not _shape(): Add runs more often than any other op
+        self.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
         return a + b
 
     def backward(self, grad_out):
@@ -51,7 +52,7 @@ class Add(Function):
 
 class Sub(Function):
     def forward(self, a, b):
-        self.shapes = (_shape(a), _shape(b))
+        self.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
         return a - b
 
     def backward(self, grad_out):
@@ -109,7 +110,9 @@ class Pow(Function):
         if need_exponent:
             xp = get_array_module(out)
             # d(b^e)/de = b^e * log(b), taken as 0 where b^e is 0 (as PyTorch does)
-            with_log = xp.where(out == 0, 0, out * xp.log(xp.where(base == 0, 1, base)))
+            # a Python-number base comes back from xp.where as float64: cast to out's dtype
+            log_base = xp.log(xp.where(base == 0, 1, base)).astype(out.dtype, copy=False)
+            with_log = xp.where(out == 0, 0, out * log_base)
             grad_exponent = unbroadcast(grad_out * with_log, _shape(exponent))
         return grad_base, grad_exponent
 
