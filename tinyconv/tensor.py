@@ -423,9 +423,8 @@ class Tensor:
     def _binary(self, function: type, other: Any, reflected: bool = False) -> Tensor:
         # The common cases first, with nothing to promote: another tensor of this dtype,
         # or a Python number beside a float tensor (a number never changes its dtype).
-        other_type = type(other)
-        if (other_type is Tensor and other.data.dtype is self.data.dtype) or (
-            (other_type is float or other_type is int) and self.data.dtype.kind == "f"
+        if (isinstance(other, Tensor) and other.data.dtype is self.data.dtype) or (
+            (type(other) is float or type(other) is int) and self.data.dtype.kind == "f"
         ):
             return function.apply(other, self) if reflected else function.apply(self, other)
         if not isinstance(other, (Tensor, int, float, bool)):

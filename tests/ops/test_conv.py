@@ -1,0 +1,447 @@
+"""conv2d and conv_transpose2d: against loops written straight from the definition,
+against finite differences over a grid of every argument, and against PyTorch on
+hundreds of random configurations."""
+
+from __future__ import annotations
+
+import numpy
+import pytest
+
+import tinyconv as tc
+from tinyconv.nn import conv_functional as F
+from tinyconv.ops import conv as conv_ops
+from tinyconv.ops.sizes import normalize_padding
+
+
+def to_numpy(tensor):
+    """A tensor's values on the host, graph or not."""
+    return numpy.asarray(tc.backend.to_device(tensor.data, "cpu"))
+
+
+# -- references written from the definition, one output element at a time ----------
+
+
+def naive_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """y[n, o, oh, ow] = b[o] + sum_{c, i, j} W[o, c, i, j] x[n, g·C/G + c, oh·s + i·d, ow·s + j·d]
+    on the zero-padded input (float64 NumPy arrays)."""
+    (stride_h, stride_w) = (stride, stride) if isinstance(stride, int) else stride
+    (dilation_h, dilation_w) = (dilation, dilation) if isinstance(dilation, int) else dilation
+    out_channels, group_channels, kernel_h, kernel_w = weight.shape
+    (top, bottom), (left, right) = normalize_padding(
+        padding, (kernel_h, kernel_w), (dilation_h, dilation_w)
+    )
+    padded = numpy.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    batch, _, height, width = padded.shape
+    out_h = (height - dilation_h * (kernel_h - 1) - 1) // stride_h + 1
+    out_w = (width - dilation_w * (kernel_w - 1) - 1) // stride_w + 1
+    group_out = out_channels // groups
+    y = numpy.zeros((batch, out_channels, out_h, out_w))
+    for o in range(out_channels):
+        first = (o // group_out) * group_channels
+        for oh in range(out_h):
+            for ow in range(out_w):
+                total = numpy.zeros(batch)
+                for c in range(group_channels):
+                    for i in range(kernel_h):
+                        for j in range(kernel_w):
+                            row, col = (
+                                oh * stride_h + i * dilation_h,
+                                ow * stride_w + j * dilation_w,
+                            )
+                            total += weight[o, c, i, j] * padded[:, first + c, row, col]
+                y[:, o, oh, ow] = total + (0.0 if bias is None else bias[o])
+    return y
+
+
+def naive_conv_transpose2d(
+    x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1
+):
+    """Every input element x[n, c, h, w] adds x·W[c, o, i, j] at output
+    (h·s - p + i·d, w·s - p + j·d): the scatter that defines a transposed convolution."""
+    pairs = [
+        (v, v) if isinstance(v, int) else v for v in (stride, padding, output_padding, dilation)
+    ]
+    (stride_h, stride_w), (pad_h, pad_w), (extra_h, extra_w), (dilation_h, dilation_w) = pairs
+    batch, in_channels, height, width = x.shape
+    _, group_out, kernel_h, kernel_w = weight.shape
+    out_h = (height - 1) * stride_h - 2 * pad_h + dilation_h * (kernel_h - 1) + extra_h + 1
+    out_w = (width - 1) * stride_w - 2 * pad_w + dilation_w * (kernel_w - 1) + extra_w + 1
+    group_in = in_channels // groups
+    y = numpy.zeros((batch, group_out * groups, out_h, out_w))
+    for c in range(in_channels):
+        outs = slice((c // group_in) * group_out, (c // group_in + 1) * group_out)
+        for h in range(height):
+            for w in range(width):
+                for i in range(kernel_h):
+                    for j in range(kernel_w):
+                        row = h * stride_h - pad_h + i * dilation_h
+                        col = w * stride_w - pad_w + j * dilation_w
+                        if 0 <= row < out_h and 0 <= col < out_w:
+                            y[:, outs, row, col] += x[:, c, h, w, None] * weight[c, :, i, j]
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
+    return y
+
+
+def _leaf(array, device="cpu"):
+    return tc.tensor(array, device=device, requires_grad=True)
+
+
+# -- forward against the loops ---------------------------------------------------------
+
+CONV_CASES = [
+    # (N, C, H, W), (O, C/G, KH, KW), options
+    ((2, 3, 7, 6), (4, 3, 3, 3), {}),
+    ((2, 3, 7, 6), (4, 3, 3, 2), {"stride": 2, "padding": 1}),
+    ((1, 2, 8, 9), (3, 2, 2, 3), {"stride": (2, 3), "padding": (1, 0), "dilation": (2, 1)}),
+    ((2, 4, 6, 6), (6, 2, 3, 3), {"groups": 2, "padding": "same"}),
+    ((2, 2, 6, 5), (2, 2, 4, 2), {"padding": "same", "dilation": (1, 2)}),  # even kernel
+    ((2, 6, 5, 5), (6, 1, 3, 3), {"groups": 6, "padding": 1}),  # depthwise
+    ((1, 3, 4, 4), (2, 3, 1, 1), {"stride": 3}),
+    ((2, 2, 5, 5), (3, 2, 5, 5), {"padding": "valid"}),
+    ((20, 2, 6, 6), (3, 2, 3, 3), {"padding": 1}),  # a batch large enough for the batch-inner order
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, options", CONV_CASES)
+def test_conv2d_forward_matches_the_definition(x_shape, w_shape, options, device):
+    rng = numpy.random.default_rng(0)
+    x, weight = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    bias = rng.standard_normal(w_shape[0])
+    expected = naive_conv2d(x, weight, bias, **options)
+    y = F.conv2d(
+        tc.tensor(x, device=device),
+        tc.tensor(weight, device=device),
+        tc.tensor(bias, device=device),
+        **options,
+    )
+    numpy.testing.assert_allclose(to_numpy(y), expected, rtol=1e-10, atol=1e-10)
+
+
+CONV_TRANSPOSE_CASES = [
+    # (N, C_in, H, W), (C_in, C_out/G, KH, KW), options
+    ((2, 3, 4, 5), (3, 2, 3, 3), {}),
+    ((2, 3, 4, 5), (3, 2, 3, 2), {"stride": 2, "padding": 1, "output_padding": 1}),
+    ((1, 4, 3, 3), (4, 1, 2, 3), {"stride": (3, 2), "groups": 2, "dilation": (1, 2)}),
+    ((2, 2, 3, 4), (2, 3, 3, 3), {"dilation": 2, "output_padding": 1}),  # output_padding < dilation
+    ((1, 2, 4, 4), (2, 2, 2, 2), {"stride": 2}),  # windows that do not overlap
+    ((1, 2, 5, 5), (2, 2, 3, 3), {"padding": 2}),  # stride 1: computed as a convolution
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, options", CONV_TRANSPOSE_CASES)
+def test_conv_transpose2d_forward_matches_the_definition(x_shape, w_shape, options, device):
+    rng = numpy.random.default_rng(1)
+    x, weight = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    bias = rng.standard_normal(w_shape[1] * options.get("groups", 1))
+    expected = naive_conv_transpose2d(x, weight, bias, **options)
+    y = F.conv_transpose2d(
+        tc.tensor(x, device=device),
+        tc.tensor(weight, device=device),
+        tc.tensor(bias, device=device),
+        **options,
+    )
+    numpy.testing.assert_allclose(to_numpy(y), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_conv_transpose2d_is_the_adjoint_of_conv2d():
+    # <conv(x), y> = <x, conv_transpose(y)> for any x, y: the identity the backward uses
+    rng = numpy.random.default_rng(2)
+    weight = tc.tensor(rng.standard_normal((4, 3, 3, 2)))
+    x = tc.tensor(rng.standard_normal((2, 3, 9, 8)))
+    options = {"stride": (2, 3), "padding": (1, 2), "dilation": (2, 1)}
+    conv_x = F.conv2d(x, weight, **options)
+    y = tc.tensor(rng.standard_normal(conv_x.shape))
+    # 9×8 -> 4×4 loses a column to the stride; output_padding puts it back
+    transposed = F.conv_transpose2d(y, weight, output_padding=(0, 1), **options)
+    assert transposed.shape == x.shape
+    left = float((conv_x.numpy() * y.numpy()).sum())
+    right = float((x.numpy() * transposed.numpy()).sum())
+    assert abs(left - right) < 1e-9 * max(1.0, abs(left))
+
+
+def test_both_workspace_orders_and_chunked_batches_give_the_same_numbers(monkeypatch):
+    rng = numpy.random.default_rng(3)
+    x, weight = rng.standard_normal((5, 4, 7, 6)), rng.standard_normal((6, 2, 3, 3))
+    grad_out = rng.standard_normal((5, 6, 4, 6))
+    options = ((2, 1), ((1, 1), (1, 1)), (1, 1), 2)
+    results = []
+    for order, limit in [("nhw", 2**28), ("hwn", 2**28), ("nhw", 1), ("hwn", 1000)]:
+        monkeypatch.setattr(conv_ops, "_order", lambda *shape, order=order: order)
+        monkeypatch.setattr(conv_ops, "_workspace_limit", limit)
+        results.append(
+            (
+                conv_ops.conv2d_forward(x, weight, None, *options),
+                conv_ops.conv2d_input_grad(grad_out, weight, (7, 6), *options),
+                conv_ops.conv2d_weight_grad(x, grad_out, (3, 3), *options),
+            )
+        )
+    for result in results[1:]:
+        for ours, first in zip(result, results[0]):
+            numpy.testing.assert_allclose(ours, first, rtol=1e-12, atol=1e-12)
+
+
+def test_workspace_limit_is_settable_and_checked():
+    before = conv_ops.get_workspace_limit()
+    try:
+        conv_ops.set_workspace_limit(1024)
+        assert conv_ops.get_workspace_limit() == 1024
+        with pytest.raises(ValueError, match="nbytes"):
+            conv_ops.set_workspace_limit(0)
+    finally:
+        conv_ops.set_workspace_limit(before)
+
+
+def test_float32_stays_float32_through_forward_and_backward():
+    rng = numpy.random.default_rng(4)
+    x = _leaf(rng.standard_normal((2, 3, 6, 6)).astype(numpy.float32))
+    weight = _leaf(rng.standard_normal((4, 3, 3, 3)).astype(numpy.float32))
+    bias = _leaf(rng.standard_normal(4).astype(numpy.float32))
+    y = F.conv2d(x, weight, bias, padding=1)
+    z = F.conv_transpose2d(y, weight, stride=2)
+    assert y.dtype is tc.float32 and z.dtype is tc.float32
+    z.sum().backward()
+    for tensor in (x, weight, bias):
+        assert tensor.grad.dtype is tc.float32
+
+
+def test_unbatched_input_is_one_sample():
+    rng = numpy.random.default_rng(5)
+    x = rng.standard_normal((3, 6, 5))
+    weight, bias = tc.tensor(rng.standard_normal((2, 3, 3, 3))), tc.tensor(rng.standard_normal(2))
+    y = F.conv2d(tc.tensor(x), weight, bias, padding=1)
+    assert y.shape == (2, 6, 5)
+    batched = F.conv2d(tc.tensor(x[None]), weight, bias, padding=1)
+    numpy.testing.assert_array_equal(y.numpy(), batched.numpy()[0])
+    z = F.conv_transpose2d(tc.tensor(x), tc.tensor(rng.standard_normal((3, 2, 2, 2))), stride=2)
+    assert z.shape == (2, 12, 10)
+
+
+def test_an_empty_batch_gives_empty_outputs_and_zero_weight_gradients():
+    x = _leaf(numpy.ones((0, 2, 5, 5)))
+    weight, bias = _leaf(numpy.ones((3, 2, 3, 3))), _leaf(numpy.ones(3))
+    y = F.conv2d(x, weight, bias, padding=1)
+    z = F.max_pool2d(F.conv_transpose2d(y, weight.detach().requires_grad_(), stride=2), 2)
+    assert y.shape == (0, 3, 5, 5) and z.shape == (0, 2, 5, 5)
+    (y.sum() + z.sum()).backward()
+    assert x.grad.shape == (0, 2, 5, 5) and not weight.grad.numpy().any()
+    assert not bias.grad.numpy().any()
+
+
+def test_gradient_of_an_unused_input_is_not_computed():
+    rng = numpy.random.default_rng(6)
+    x = tc.tensor(rng.standard_normal((1, 2, 5, 5)))  # does not require grad
+    weight = _leaf(rng.standard_normal((3, 2, 3, 3)))
+    F.conv2d(x, weight).sum().backward()
+    assert x.grad is None and weight.grad.shape == (3, 2, 3, 3)
+
+
+# -- gradients against finite differences, over a grid of every argument --------------
+
+BASE = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1}
+CONV_GRID = [
+    {**BASE, **change}
+    for change in [
+        {},
+        {"stride": 2},
+        {"stride": (1, 3)},
+        {"padding": 1},
+        {"padding": (2, 0)},
+        {"padding": "same"},
+        {"padding": "valid"},
+        {"dilation": 2},
+        {"dilation": (2, 1), "padding": "same"},
+        {"groups": 2},
+        {"stride": 2, "padding": 1, "dilation": 2, "groups": 2},
+    ]
+]
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("options", CONV_GRID)
+def test_conv2d_gradients_match_finite_differences(options, with_bias, device):
+    rng = numpy.random.default_rng(7)
+    x = _leaf(rng.standard_normal((2, 4, 6, 5)), device)
+    weight = _leaf(rng.standard_normal((4, 4 // options["groups"], 3, 2)), device)
+    inputs = [x, weight] + ([_leaf(rng.standard_normal(4), device)] if with_bias else [])
+    assert tc.gradcheck(lambda *args: F.conv2d(*args, **options), inputs)
+
+
+CONV_TRANSPOSE_GRID = [
+    {**BASE, "output_padding": 0, **change}
+    for change in [
+        {},
+        {"stride": 2},
+        {"stride": (3, 1), "output_padding": (2, 0)},
+        {"padding": 1},
+        {"padding": (0, 2), "stride": 2},
+        {"dilation": 2, "output_padding": 1},
+        {"groups": 2},
+        {"stride": 2, "padding": 1, "dilation": (1, 2), "groups": 2, "output_padding": 1},
+    ]
+]
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("options", CONV_TRANSPOSE_GRID)
+def test_conv_transpose2d_gradients_match_finite_differences(options, with_bias, device):
+    rng = numpy.random.default_rng(8)
+    x = _leaf(rng.standard_normal((2, 4, 4, 3)), device)
+    weight = _leaf(rng.standard_normal((4, 2, 3, 2)), device)
+    inputs = [x, weight] + (
+        [_leaf(rng.standard_normal(2 * options["groups"]), device)] if with_bias else []
+    )
+    assert tc.gradcheck(lambda *args: F.conv_transpose2d(*args, **options), inputs)
+
+
+# -- PyTorch parity on random configurations -------------------------------------------
+
+PARITY_SEEDS = range(200)
+
+
+def _random_pair(rng, low, high):
+    return (int(rng.integers(low, high + 1)), int(rng.integers(low, high + 1)))
+
+
+def _random_conv(rng):
+    """A random valid conv2d call: arrays and keyword arguments."""
+    while True:
+        groups = int(rng.choice([1, 1, 2, 3]))
+        in_channels, out_channels = (
+            groups * int(rng.integers(1, 4)),
+            groups * int(rng.integers(1, 4)),
+        )
+        kernel, stride, dilation = (
+            _random_pair(rng, 1, 4),
+            _random_pair(rng, 1, 3),
+            _random_pair(rng, 1, 2),
+        )
+        padding = _random_pair(rng, 0, 2) if rng.random() < 0.8 else "same"
+        if padding == "same":
+            stride = 1
+        # a batch of 17 small images takes the batch-inner workspace order (PyTorch's
+        # grouped float64 kernels are slow, so only ungrouped)
+        batch = int(rng.choice([1, 2, 3, 17] if groups == 1 else [1, 2, 3]))
+        height, width = _random_pair(rng, 1, 10)
+        options = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+        (top, bottom), (left, right) = normalize_padding(padding, kernel, dilation)
+        if (
+            height + top + bottom < dilation[0] * (kernel[0] - 1) + 1
+            or width + left + right < dilation[1] * (kernel[1] - 1) + 1
+        ):
+            continue
+        x = rng.standard_normal((batch, in_channels, height, width))
+        weight = rng.standard_normal((out_channels, in_channels // groups, *kernel))
+        bias = rng.standard_normal(out_channels) if rng.random() < 0.7 else None
+        return x, weight, bias, options
+
+
+def _random_conv_transpose(rng):
+    while True:
+        groups = int(rng.choice([1, 1, 2, 3]))
+        in_channels, out_channels = (
+            groups * int(rng.integers(1, 4)),
+            groups * int(rng.integers(1, 4)),
+        )
+        kernel, stride, dilation = (
+            _random_pair(rng, 1, 4),
+            _random_pair(rng, 1, 3),
+            _random_pair(rng, 1, 2),
+        )
+        padding = _random_pair(rng, 0, 2)
+        output_padding = tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))
+        # a batch of 17 small images takes the batch-inner workspace order (PyTorch's
+        # grouped float64 kernels are slow, so only ungrouped)
+        batch = int(rng.choice([1, 2, 3, 17] if groups == 1 else [1, 2, 3]))
+        height, width = _random_pair(rng, 1, 6)
+        sizes = [
+            (size - 1) * s - 2 * p + d * (k - 1) + extra + 1
+            for size, s, p, d, k, extra in zip(
+                (height, width), stride, padding, dilation, kernel, output_padding
+            )
+        ]
+        if min(sizes) < 1:
+            continue
+        options = {
+            "stride": stride,
+            "padding": padding,
+            "output_padding": output_padding,
+            "groups": groups,
+            "dilation": dilation,
+        }
+        x = rng.standard_normal((batch, in_channels, height, width))
+        weight = rng.standard_normal((in_channels, out_channels // groups, *kernel))
+        bias = rng.standard_normal(out_channels) if rng.random() < 0.7 else None
+        return x, weight, bias, options
+
+
+def _check_parity(torch, ours_fn, theirs_fn, x, weight, bias, options, seed):
+    arrays = [x, weight] + ([] if bias is None else [bias])
+    ours = [_leaf(array) for array in arrays]
+    theirs = [torch.tensor(array, requires_grad=True) for array in arrays]
+    y = ours_fn(*ours[:2], ours[2] if bias is not None else None, **options)
+    expected = theirs_fn(*theirs[:2], theirs[2] if bias is not None else None, **options)
+    what = f"seed {seed}: x {x.shape}, weight {weight.shape}, bias {bias is not None}, {options}"
+    numpy.testing.assert_allclose(
+        to_numpy(y), expected.detach().numpy(), rtol=1e-6, atol=1e-6, err_msg=what
+    )
+    upstream = numpy.random.default_rng(seed).standard_normal(expected.shape)
+    y.backward(tc.tensor(upstream))
+    expected.backward(torch.tensor(upstream))
+    for name, mine, reference in zip(("input", "weight", "bias"), ours, theirs):
+        numpy.testing.assert_allclose(
+            to_numpy(mine.grad),
+            reference.grad.numpy(),
+            rtol=1e-6,
+            atol=1e-6,
+            err_msg=f"grad of {name}, {what}",
+        )
+
+
+@pytest.mark.parametrize("seed", PARITY_SEEDS)
+def test_conv2d_matches_pytorch(torch, seed):
+    x, weight, bias, options = _random_conv(numpy.random.default_rng(seed))
+    _check_parity(torch, F.conv2d, torch.nn.functional.conv2d, x, weight, bias, options, seed)
+
+
+@pytest.mark.parametrize("seed", PARITY_SEEDS)
+def test_conv_transpose2d_matches_pytorch(torch, seed):
+    x, weight, bias, options = _random_conv_transpose(numpy.random.default_rng(1000 + seed))
+    _check_parity(
+        torch,
+        F.conv_transpose2d,
+        torch.nn.functional.conv_transpose2d,
+        x,
+        weight,
+        bias,
+        options,
+        seed,
+    )
+
+
+def test_float32_matches_pytorch_to_float32_tolerance(torch):
+    rng = numpy.random.default_rng(9)
+    x = rng.standard_normal((8, 6, 12, 12)).astype(numpy.float32)
+    weight = rng.standard_normal((16, 6, 5, 5)).astype(numpy.float32)
+    ours = F.conv2d(tc.tensor(x), tc.tensor(weight), padding=2).numpy()
+    theirs = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(weight), padding=2).numpy()
+    numpy.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_parity_configurations_cover_every_argument():
+    # the random configurations above really exercise each option
+    configs = [_random_conv(numpy.random.default_rng(seed))[3] for seed in PARITY_SEEDS]
+    assert {c["groups"] for c in configs} >= {1, 2, 3}
+    assert any(c["padding"] == "same" for c in configs)
+    assert any(c["stride"] not in (1, (1, 1)) for c in configs)
+    assert any(c["dilation"] != (1, 1) for c in configs)
+    orders = set()
+    for seed in PARITY_SEEDS:
+        x, weight, _, options = _random_conv(numpy.random.default_rng(seed))
+        stride = options["stride"]
+        stride = (stride, stride) if isinstance(stride, int) else stride
+        out_size = F.conv2d_output_shape(
+            x.shape[2:], weight.shape[2:], stride, options["padding"], options["dilation"]
+        )
+        orders.add(conv_ops._order(x.shape[0], out_size, stride))
+    assert orders == {"nhw", "hwn"}

@@ -1,0 +1,297 @@
+"""2-D convolution and transposed convolution, forward and backward by hand.
+
+Notation: N images, C input channels, O output channels, G groups (each group maps
+C/G input channels to O/G output channels), H×W input, KH×KW kernel, OH×OW output,
+stride (SH, SW), dilation (DH, DW), padding ((top, bottom), (left, right)),
+M = N·OH·OW output positions.
+
+A convolution (a cross-correlation, as in every deep-learning library) is
+
+    y[n, o, oh, ow] = b[o] + sum_{c, i, j} W[o, c, i, j] · x[n, c, h, w],
+    h = oh·SH + i·DH - top,  w = ow·SW + j·DW - left
+
+which is linear in x and in W, so each gradient is the adjoint of one of them:
+
+- dL/dW[o, c, i, j] = sum_{n, oh, ow} dL/dy[n, o, oh, ow] · x[n, c, ...]: a matrix
+  product of the output gradient with the same im2col columns the forward used;
+- dL/dx = the adjoint of x -> y: every output gradient is spread back over the window
+  it was computed from. That map is the *transposed convolution*, so one function,
+  ``conv2d_input_grad``, is both the input gradient of ``Conv2d`` and the forward of
+  ``ConvTranspose2d``; ``conv2d_forward`` is in turn the input gradient of
+  ``ConvTranspose2d``.
+
+The big temporary is the (C·KH·KW, M) column matrix. Its size is bounded by a
+workspace limit: a larger batch is processed in chunks of images
+(``set_workspace_limit``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tinyconv.autograd.function import Function
+from tinyconv.backend import get_array_module, release_scratch, scratch
+from tinyconv.ops.im2col import (
+    col2im,
+    from_workspace,
+    im2col,
+    layout_shape,
+    positions_from_layout,
+    positions_to_layout,
+    to_workspace,
+)
+from tinyconv.ops.sizes import conv_output_size
+
+__all__ = [
+    "Conv2d",
+    "ConvTranspose2d",
+    "conv2d_forward",
+    "conv2d_input_grad",
+    "conv2d_weight_grad",
+    "get_workspace_limit",
+    "set_workspace_limit",
+]
+
+Pair = tuple[int, int]
+Padding = tuple[Pair, Pair]
+
+_workspace_limit = 256 * 2**20
+
+
+def set_workspace_limit(nbytes: int) -> None:
+    """Cap the im2col column buffer at ``nbytes`` (default 256 MiB) by chunking the batch.
+
+    One image's columns are always allowed, whatever the limit.
+    """
+    global _workspace_limit
+    if not isinstance(nbytes, int) or nbytes < 1:
+        raise ValueError(f"nbytes={nbytes!r} must be a positive int")
+    _workspace_limit = nbytes
+    release_scratch()  # a buffer kept under the old limit may be larger than the new one
+
+
+def get_workspace_limit() -> int:
+    """The column buffer's size cap in bytes."""
+    return _workspace_limit
+
+
+def _batch_chunks(batch: int, bytes_per_image: int) -> list[tuple[int, int]]:
+    images = max(1, _workspace_limit // max(bytes_per_image, 1))
+    return [(start, min(start + images, batch)) for start in range(0, batch, images)]
+
+
+def _order(batch: int, out_size: Pair, stride: Pair) -> str:
+    """The workspace order (see im2col.py) for this shape.
+
+    With the batch innermost, a stride-1 kernel's column copies run along OW·N elements
+    rather than OW; that pays for the transposes into and out of that order when images
+    are small (LeNet-sized layers), not when they are large.
+    """
+    small = out_size[0] * out_size[1] <= 144 and batch >= 16
+    return "hwn" if small and stride == (1, 1) else "nhw"
+
+
+def conv2d_forward(
+    x: Any,
+    weight: Any,
+    bias: Any,
+    stride: Pair,
+    padding: Padding,
+    dilation: Pair,
+    groups: int,
+    out_size: Pair | None = None,
+) -> Any:
+    """y = conv2d(x, W) + b: (N, C, H, W), (O, C/G, KH, KW), (O,) or None -> (N, O, OH, OW).
+
+    ``out_size`` may ask for fewer rows/columns than fit (a transposed convolution's
+    backward needs exactly its input's size back).
+    """
+    xp = get_array_module(x)
+    batch, channels, height, width = x.shape
+    out_channels, _, kernel_h, kernel_w = weight.shape
+    if out_size is None:
+        out_size = (
+            conv_output_size(height, kernel_h, stride[0], padding[0], dilation[0]),
+            conv_output_size(width, kernel_w, stride[1], padding[1], dilation[1]),
+        )
+    out_h, out_w = out_size
+    order = _order(batch, out_size, stride)
+    # (O, C/G, KH, KW) -> (G, O/G, C/G·KH·KW): one row per output channel
+    kernel_matrix = weight.reshape(groups, out_channels // groups, -1)
+    y = xp.empty((batch, out_channels, out_h, out_w), dtype=x.dtype)
+    column_bytes = channels * kernel_h * kernel_w * out_h * out_w * x.itemsize
+    for start, stop in _batch_chunks(batch, column_bytes):
+        workspace = to_workspace(x[start:stop], padding, order)
+        columns = im2col(workspace, order, (kernel_h, kernel_w), stride, dilation, out_size)
+        # (G, O/G, C/G·KH·KW) @ (G, C/G·KH·KW, M) -> (G, O/G, M): all positions in one GEMM
+        product = kernel_matrix @ columns.reshape(groups, kernel_matrix.shape[2], -1)
+        product = positions_from_layout(
+            product.reshape(out_channels, -1), order, out_size, stop - start
+        )
+        if bias is None:
+            y[start:stop] = product
+        else:  # the bias rides along with the copy into NCHW
+            xp.add(product, bias.reshape(1, -1, 1, 1), out=y[start:stop])
+    return y
+
+
+def conv2d_weight_grad(
+    x: Any,
+    grad_out: Any,
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Padding,
+    dilation: Pair,
+    groups: int,
+) -> Any:
+    """dL/dW = sum over positions of dL/dy · columns(x): -> (O, C/G, KH, KW)."""
+    batch, channels, _, _ = x.shape
+    _, out_channels, out_h, out_w = grad_out.shape
+    order = _order(batch, (out_h, out_w), stride)
+    grad_weight = None
+    column_bytes = channels * kernel_size[0] * kernel_size[1] * out_h * out_w * x.itemsize
+    for start, stop in _batch_chunks(batch, column_bytes):
+        workspace = to_workspace(x[start:stop], padding, order)
+        columns = im2col(workspace, order, kernel_size, stride, dilation, (out_h, out_w))
+        columns = columns.reshape(groups, channels // groups * kernel_size[0] * kernel_size[1], -1)
+        grad = positions_to_layout(grad_out[start:stop], order)  # (O, M)
+        grad = grad.reshape(groups, out_channels // groups, -1)
+        # (G, C/G·KH·KW, M) @ (G, M, O/G): the long M axis is the one summed over, and
+        # this operand order is the faster one for BLAS
+        product = columns @ grad.transpose(0, 2, 1)
+        grad_weight = product if grad_weight is None else grad_weight + product
+    if grad_weight is None:  # an empty batch
+        xp = get_array_module(x)
+        return xp.zeros((out_channels, channels // groups, *kernel_size), dtype=x.dtype)
+    # (G, C/G·KH·KW, O/G) -> (O, C/G, KH, KW)
+    return grad_weight.transpose(0, 2, 1).reshape(out_channels, -1, *kernel_size).copy()
+
+
+def conv2d_input_grad(
+    grad_out: Any,
+    weight: Any,
+    input_size: Pair,
+    stride: Pair,
+    padding: Padding,
+    dilation: Pair,
+    groups: int,
+) -> Any:
+    """dL/dx of ``conv2d_forward``, which is also the transposed convolution of
+    ``grad_out``: (N, O, OH, OW), (O, C/G, KH, KW) -> (N, C, H, W)."""
+    xp = get_array_module(grad_out)
+    batch, out_channels, out_h, out_w = grad_out.shape
+    _, group_channels, kernel_h, kernel_w = weight.shape
+    channels = group_channels * groups
+    height, width = input_size
+    if stride == (1, 1) and out_channels * height * width <= channels * out_h * out_w:
+        # With stride 1 the adjoint is itself a convolution: correlate the output gradient
+        # with the kernel flipped in space and with in/out channels swapped, padded so the
+        # result is H×W. Its columns are no bigger than col2im's here, and it needs no
+        # scatter.
+        flipped = weight.reshape(groups, out_channels // groups, group_channels, kernel_h, kernel_w)
+        flipped = flipped.transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+        flipped = flipped.reshape(channels, out_channels // groups, kernel_h, kernel_w)
+        (top, _), (left, _) = padding
+        top_full = dilation[0] * (kernel_h - 1) - top
+        left_full = dilation[1] * (kernel_w - 1) - left
+        full_padding = (
+            (top_full, height - out_h + top),
+            (left_full, width - out_w + left),
+        )
+        return conv2d_forward(
+            grad_out, flipped, None, (1, 1), full_padding, dilation, groups, (height, width)
+        )
+
+    order = _order(batch, (out_h, out_w), stride)
+    (top, bottom), (left, right) = padding
+    kernel_matrix = weight.reshape(groups, out_channels // groups, -1)  # (G, O/G, C/G·KH·KW)
+    grad_x = xp.empty((batch, channels, height, width), dtype=grad_out.dtype)
+    column_bytes = channels * kernel_h * kernel_w * out_h * out_w * grad_out.itemsize
+    for start, stop in _batch_chunks(batch, column_bytes):
+        images = stop - start
+        grad = positions_to_layout(grad_out[start:stop], order)
+        grad = grad.reshape(groups, out_channels // groups, -1)  # (G, O/G, M)
+        # dL/dcolumns = W^T @ dL/dy: (G, C/G·KH·KW, O/G) @ (G, O/G, M) -> (G, C/G·KH·KW, M)
+        grad_columns = scratch((groups, kernel_matrix.shape[2], grad.shape[2]), grad.dtype, grad)
+        xp.matmul(kernel_matrix.transpose(0, 2, 1), grad, out=grad_columns)
+        grad_columns = grad_columns.reshape(
+            channels, kernel_h, kernel_w, *layout_shape(order, images, (out_h, out_w))
+        )
+        workspace = col2im(
+            grad_columns,
+            (channels, *layout_shape(order, images, (height + top + bottom, width + left + right))),
+            order,
+            (kernel_h, kernel_w),
+            stride,
+            dilation,
+            (out_h, out_w),
+        )
+        grad_x[start:stop] = from_workspace(workspace, padding, order, input_size)
+    return grad_x
+
+
+class Conv2d(Function):
+    """y = conv2d(x, W) + b. Options: stride, padding ((top, bottom), (left, right)),
+    dilation (pairs) and groups, already checked by ``F.conv2d``."""
+
+    def forward(self, x, weight, bias, *, stride, padding, dilation, groups):
+        # (N, C, H, W), (O, C/G, KH, KW), (O,) -> (N, O, OH, OW)
+        self.save_for_backward(x, weight)
+        self.options = (stride, padding, dilation, groups)
+        return conv2d_forward(x, weight, bias, stride, padding, dilation, groups)
+
+    def backward(self, grad_out):
+        x, weight = self.saved_arrays
+        stride, padding, dilation, groups = self.options
+        needs_x, needs_weight, needs_bias = self.needs_input_grad
+        grad_x = grad_weight = grad_bias = None
+        if needs_x:
+            # dL/dx = conv_transpose2d(dL/dy, W): the adjoint of a strided correlation
+            grad_x = conv2d_input_grad(
+                grad_out, weight, x.shape[2:], stride, padding, dilation, groups
+            )
+        if needs_weight:
+            grad_weight = conv2d_weight_grad(
+                x, grad_out, weight.shape[2:], stride, padding, dilation, groups
+            )
+        if needs_bias:
+            grad_bias = grad_out.sum(axis=(0, 2, 3))
+        return grad_x, grad_weight, grad_bias
+
+
+class ConvTranspose2d(Function):
+    """y = conv_transpose2d(x, W) + b, the adjoint of ``Conv2d`` in x.
+
+    W is (C_in, C_out/G, KH, KW): exactly the weight of the convolution it is the
+    adjoint of, whose input has C_out channels and whose output has C_in. Options:
+    stride, padding ((top, bottom), (left, right)), dilation, groups and ``out_size``
+    (the output's H×W, which output_padding enlarges).
+    """
+
+    def forward(self, x, weight, bias, *, stride, padding, dilation, groups, out_size):
+        # (N, C_in, H, W), (C_in, C_out/G, KH, KW), (C_out,) -> (N, C_out, OH, OW)
+        self.save_for_backward(x, weight)
+        self.options = (stride, padding, dilation, groups)
+        y = conv2d_input_grad(x, weight, out_size, stride, padding, dilation, groups)
+        if bias is not None:
+            y += bias.reshape(1, -1, 1, 1)
+        return y
+
+    def backward(self, grad_out):
+        x, weight = self.saved_arrays
+        stride, padding, dilation, groups = self.options
+        needs_x, needs_weight, needs_bias = self.needs_input_grad
+        grad_x = grad_weight = grad_bias = None
+        if needs_x:
+            # the adjoint of the adjoint: an ordinary convolution of dL/dy
+            grad_x = conv2d_forward(
+                grad_out, weight, None, stride, padding, dilation, groups, x.shape[2:]
+            )
+        if needs_weight:
+            # the same sum as Conv2d's, with the roles of input and output swapped
+            grad_weight = conv2d_weight_grad(
+                grad_out, x, weight.shape[2:], stride, padding, dilation, groups
+            )
+        if needs_bias:
+            grad_bias = grad_out.sum(axis=(0, 2, 3))
+        return grad_x, grad_weight, grad_bias

@@ -1,0 +1,182 @@
+"""im2col and col2im: a convolution as one matrix product.
+
+Notation: N images, C channels, H×W input, KH×KW kernel, OH×OW output, stride
+(SH, SW), dilation (DH, DW), M = N·OH·OW output positions.
+
+The input is first copied once into a padded *workspace* whose first axis is the
+channel and whose other three axes are the batch and the two spatial axes, in one of
+two orders:
+
+- ``"nhw"``: (C, N, HP, WP), each image's rows together. Cheap to make from NCHW
+  (whole H×W planes move), and the copies below run along rows of OW elements.
+- ``"hwn"``: (C, HP, WP, N), the batch innermost. Making it transposes every
+  element, but for a stride-1 kernel the copies then run along OW·N contiguous
+  elements instead of OW, which wins when images are small.
+
+``im2col`` reads the workspace through a strided view of shape
+(C, KH, KW, ...M axes...) — element [c, i, j, n, oh, ow] is the input under kernel
+tap (i, j) of output (oh, ow) — and copies it once into a (C·KH·KW, M) matrix, so a
+convolution is ``weight (O, C·KH·KW) @ columns (C·KH·KW, M)``. ``col2im`` is its
+adjoint: it adds each tap's slice back where it was read, a loop over the KH·KW
+taps only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tinyconv.backend import as_strided, get_array_module, scratch
+
+__all__ = [
+    "col2im",
+    "from_workspace",
+    "im2col",
+    "layout_shape",
+    "positions_from_layout",
+    "positions_to_layout",
+    "to_workspace",
+]
+
+Pair = tuple[int, int]
+
+# where the batch (n), row (h) and column (w) axes sit after the channel axis
+ORDERS = ("nhw", "hwn")
+
+
+def _check_order(order: str) -> str:
+    if order not in ORDERS:
+        raise ValueError(f"order={order!r} must be one of {ORDERS}")
+    return order
+
+
+def layout_shape(order: str, batch: int, size: Pair) -> tuple[int, int, int]:
+    """The batch and spatial extents of a workspace (or of M) in ``order``."""
+    extent = {"n": batch, "h": size[0], "w": size[1]}
+    return tuple(extent[axis] for axis in _check_order(order))
+
+
+def to_workspace(x: Any, padding: tuple[Pair, Pair], order: str) -> Any:
+    """(N, C, H, W) -> the zero-padded workspace (C, N, HP, WP) or (C, HP, WP, N).
+
+    ``padding`` is ((top, bottom), (left, right)); a negative amount crops.
+    """
+    xp = get_array_module(x)
+    (top, bottom), (left, right) = padding
+    batch, channels, height, width = x.shape
+    if order == "nhw" and (top, bottom, left, right) == (0, 0, 0, 0):
+        return x.transpose(1, 0, 2, 3)  # a view: im2col's copy reads NCHW rows as they are
+    padded_size = (height + top + bottom, width + left + right)
+    workspace = xp.zeros((channels, *layout_shape(order, batch, padded_size)), dtype=x.dtype)
+    # negative padding crops the source instead of offsetting the destination
+    source = x[
+        :, :, max(-top, 0) : height - max(-bottom, 0), max(-left, 0) : width - max(-right, 0)
+    ]
+    rows = slice(max(top, 0), max(top, 0) + source.shape[2])
+    cols = slice(max(left, 0), max(left, 0) + source.shape[3])
+    where = {"n": slice(None), "h": rows, "w": cols}
+    workspace[(slice(None), *(where[axis] for axis in order))] = _nchw_to(source, order)
+    return workspace
+
+
+def from_workspace(workspace: Any, padding: tuple[Pair, Pair], order: str, size: Pair) -> Any:
+    """The H×W interior of a workspace as a contiguous (N, C, H, W) array."""
+    xp = get_array_module(workspace)
+    (top, _), (left, _) = padding
+    height, width = size
+    where = {"n": slice(None), "h": slice(top, top + height), "w": slice(left, left + width)}
+    interior = workspace[(slice(None), *(where[axis] for axis in order))]
+    return xp.ascontiguousarray(_to_nchw(interior, order))
+
+
+def _nchw_to(x: Any, order: str) -> Any:
+    # (N, C, H, W) -> (C, *order)
+    return x.transpose(1, 0, 2, 3) if order == "nhw" else x.transpose(1, 2, 3, 0)
+
+
+def _to_nchw(x: Any, order: str) -> Any:
+    # (C, *order) -> (N, C, H, W)
+    return x.transpose(1, 0, 2, 3) if order == "nhw" else x.transpose(3, 0, 1, 2)
+
+
+def positions_to_layout(grad_out: Any, order: str) -> Any:
+    """(N, O, OH, OW) -> contiguous (O, M), the output positions in workspace order."""
+    xp = get_array_module(grad_out)
+    moved = _nchw_to(grad_out, order)
+    return xp.ascontiguousarray(moved).reshape(moved.shape[0], -1)
+
+
+def positions_from_layout(values: Any, order: str, out_size: Pair, batch: int) -> Any:
+    """(O, M) in workspace order -> a (N, O, OH, OW) view (not copied)."""
+    return _to_nchw(values.reshape(values.shape[0], *layout_shape(order, batch, out_size)), order)
+
+
+def _tap_view_geometry(
+    workspace_shape: tuple[int, ...],
+    workspace_strides: tuple[int, ...],
+    order: str,
+    kernel_size: Pair,
+    stride: Pair,
+    dilation: Pair,
+    out_size: Pair,
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    # shape and byte strides of the (C, KH, KW, ...M axes...) view of the workspace
+    strides = dict(zip("c" + order, workspace_strides))
+    sizes = dict(zip("c" + order, workspace_shape))
+    step = {"n": strides["n"], "h": strides["h"] * stride[0], "w": strides["w"] * stride[1]}
+    extent = {"n": sizes["n"], "h": out_size[0], "w": out_size[1]}
+    shape = (sizes["c"], *kernel_size, *(extent[axis] for axis in order))
+    view_strides = (
+        strides["c"],
+        strides["h"] * dilation[0],
+        strides["w"] * dilation[1],
+        *(step[axis] for axis in order),
+    )
+    return shape, view_strides
+
+
+def im2col(
+    workspace: Any, order: str, kernel_size: Pair, stride: Pair, dilation: Pair, out_size: Pair
+) -> Any:
+    """Workspace -> contiguous columns (C, KH, KW, ...M axes...): one copy, no loop.
+
+    The columns live in the reused scratch buffer: valid until the next ``im2col``.
+    """
+    shape, strides = _tap_view_geometry(
+        workspace.shape, workspace.strides, order, kernel_size, stride, dilation, out_size
+    )
+    columns = scratch(shape, workspace.dtype, like=workspace)
+    columns[...] = as_strided(workspace, shape, strides)
+    return columns
+
+
+def col2im(
+    columns: Any,
+    workspace_shape: tuple[int, ...],
+    order: str,
+    kernel_size: Pair,
+    stride: Pair,
+    dilation: Pair,
+    out_size: Pair,
+) -> Any:
+    """The adjoint of ``im2col``: columns (C, KH, KW, ...M axes...) -> a workspace where
+    every input position holds the sum of the columns that read it."""
+    xp = get_array_module(columns)
+    workspace = xp.zeros(workspace_shape, dtype=columns.dtype)
+    kernel_h, kernel_w = kernel_size
+    (stride_h, stride_w), (dilation_h, dilation_w) = stride, dilation
+    out_h, out_w = out_size
+    # windows that never overlap write each position once: assign instead of add
+    overlapping = (
+        stride_h < dilation_h * (kernel_h - 1) + 1 or stride_w < dilation_w * (kernel_w - 1) + 1
+    )
+    for i in range(kernel_h):
+        rows = slice(i * dilation_h, i * dilation_h + stride_h * (out_h - 1) + 1, stride_h)
+        for j in range(kernel_w):
+            cols = slice(j * dilation_w, j * dilation_w + stride_w * (out_w - 1) + 1, stride_w)
+            where = {"n": slice(None), "h": rows, "w": cols}
+            index = (slice(None), *(where[axis] for axis in order))
+            if overlapping:
+                workspace[index] += columns[:, i, j]
+            else:
+                workspace[index] = columns[:, i, j]
+    return workspace
