@@ -244,9 +244,7 @@ def _keep_freed_memory() -> None:
     of a step. Raising the mmap and trim thresholds lets the next step reuse the same
     memory; peak memory is unchanged. Set TINYCONV_MALLOC_TUNING=0 to leave glibc alone.
     """
-    if os.environ.get("TINYCONV_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith(
-        "linux"
-    ):
+    if os.environ.get("TINYCONV_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
         return
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt

@@ -627,11 +627,19 @@ class Tensor:
             return None
         return axes
 
-    def sum(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+    def sum(
+        self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: Any = None
+    ) -> Tensor:
+        """Sum over ``dim`` (an int, a tuple, or all); ``axis``/``keepdims`` are NumPy's
+        spellings, accepted as PyTorch does."""
+        dim, keepdim = _numpy_aliases(dim, keepdim, axis, keepdims)
         source = self if self.data.dtype.kind in "fc" else self.to(dtypes.int64)
         return reduction.Sum.apply(source, axes=self._axes(dim), keepdim=keepdim)
 
-    def mean(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+    def mean(
+        self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: Any = None
+    ) -> Tensor:
+        dim, keepdim = _numpy_aliases(dim, keepdim, axis, keepdims)
         if self.data.dtype.kind != "f":
             raise TypeError(
                 f"mean: input dtype must be floating point, got {self.dtype.__name__}; "
@@ -770,6 +778,14 @@ class Tensor:
 
     def __getitem__(self, index: Any) -> Tensor:
         return indexing.GetItem.apply(self, index=_array_index(index, self.shape))
+
+
+def _numpy_aliases(dim: Any, keepdim: bool, axis: Any, keepdims: Any) -> tuple[Any, bool]:
+    if axis is not None:
+        if dim is not None:
+            raise TypeError("give dim or axis, not both")
+        dim = axis
+    return dim, bool(keepdim if keepdims is None else keepdims)
 
 
 def shape_op_identity(tensor: Tensor) -> Tensor:

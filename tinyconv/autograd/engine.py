@@ -225,19 +225,34 @@ def _add_to_leaf(leaf_grads: dict, leaf: Tensor, grad_array: Any) -> None:
 
 
 def _backward_graph(node: Function, grads: list) -> Any:
-    """The node's gradients computed with Tensor ops, recorded in a new graph."""
-    if not hasattr(node, "backward_graph"):
+    """The node's gradients as Tensors recorded in a new graph (``create_graph=True``).
+
+    An op whose backward is written with operators only (``differentiable_backward``)
+    runs its ordinary ``backward`` on tensors: the arrays it saved are swapped for the
+    input and output tensors they belong to, so every product it forms is recorded.
+    """
+    if not type(node).differentiable_backward:
         raise RuntimeError(
-            f"create_graph=True: {node.name} has no differentiable backward (backward_graph), "
-            "so its gradient cannot be differentiated again"
+            f"create_graph=True: {node.name}'s backward is not differentiable, so its "
+            "gradient cannot be differentiated again"
         )
     if not hasattr(node, "inputs"):
         raise RuntimeError(
             f"create_graph=True: {node.name} did not keep its inputs; run the forward pass "
             "inside `with tc.autograd.keep_inputs():` (gradgradcheck does this itself)"
         )
-    with set_grad_enabled(True):
-        return node.backward_graph(*grads)
+    tensors = [t for t in (*node.inputs, *node.outputs) if isinstance(t, Tensor)]
+    by_array = {id(t.data): t for t in tensors}
+    saved = node.__dict__.get("_saved")
+    if not saved:  # nothing saved: the backward uses only the gradient and shapes
+        with set_grad_enabled(True):
+            return node.backward(*grads)
+    node._saved = tuple(by_array.get(id(array), array) for array in saved)
+    try:
+        with set_grad_enabled(True):
+            return node.backward(*grads)
+    finally:
+        node._saved = saved
 
 
 def _fill_missing(node: Function, grads: list, create_graph: bool = False) -> list:

@@ -38,17 +38,16 @@ class Function:
     next_edges: tuple[tuple[Any, int] | None, ...] = ()
     needs_input_grad: tuple[bool, ...] = ()
     changes_device = False  # True for the op that copies between devices
+    # True when ``backward`` uses only operators and Tensor-compatible calls on its
+    # inputs, outputs and gradients, so that run on tensors it records a graph
+    # (``create_graph=True``, ``gradgradcheck``)
+    differentiable_backward = False
 
     def forward(self, *args: Any, **options: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.forward is not written")
 
     def backward(self, *grad_outputs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no backward")
-
-    # An op whose gradient can be differentiated again also defines
-    #     def backward_graph(self, *grad_outputs: Tensor) -> Tensor | tuple
-    # computing the same gradients with Tensor operations on ``self.inputs``, so the
-    # engine records them when ``create_graph=True``.
 
     # -- what forward keeps for backward ---------------------------------------------
 
@@ -149,8 +148,11 @@ class Function:
             else:
                 edges.append(None)
         self.next_edges = tuple(edges)
-        if grad_mode.is_keeping_inputs():
-            self.inputs = args  # for backward_graph: the tensors, not just their arrays
+        if grad_mode._keeping_inputs:
+            # for create_graph: the tensors behind the saved arrays (outputs too, which
+            # makes a reference cycle: only in this mode, and the collector frees it)
+            self.inputs = args
+            self.outputs = outputs
         self.output_meta = tuple((out.shape, out.data.dtype) for out in outputs)
         for index, out in enumerate(outputs):
             if out.data.dtype.kind in "fc":  # only floating outputs carry gradients

@@ -15,7 +15,7 @@ import numpy
 
 from tinyconv import backend
 from tinyconv.autograd import engine
-from tinyconv.autograd.grad_mode import keep_inputs, no_grad
+from tinyconv.autograd.grad_mode import enable_grad, keep_inputs, no_grad
 from tinyconv.tensor import Tensor
 
 __all__ = ["GradcheckError", "gradcheck", "gradgradcheck"]
@@ -82,12 +82,16 @@ def gradcheck(
         raise ValueError("gradcheck: func returned no floating-point Tensor")
     directions = _directions(outputs, generator)
 
-    analytic = engine.grad(
-        outputs,
-        [tensor for _, tensor in checked],
-        grad_outputs=[Tensor._wrap(v, out.device) for out, v in zip(outputs, directions)],
-        allow_unused=True,
-    )
+    # an output that does not require grad is constant: its analytic gradient is zero
+    graded = [(out, v) for out, v in zip(outputs, directions) if out.requires_grad]
+    analytic: tuple = (None,) * len(checked)
+    if graded:
+        analytic = engine.grad(
+            [out for out, _ in graded],
+            [tensor for _, tensor in checked],
+            grad_outputs=[Tensor._wrap(v, out.device) for out, v in graded],
+            allow_unused=True,
+        )
     for (position, tensor), computed in zip(checked, analytic):
         computed_array = (
             numpy.zeros(tensor.shape)
@@ -164,12 +168,13 @@ def gradgradcheck(
 
     def first_derivative(*args: Any) -> tuple:
         # the gradient <v, df/dx>, recorded so gradcheck can differentiate it again
-        with keep_inputs():
+        # (grad mode on even when gradcheck evaluates it for finite differences)
+        with enable_grad(), keep_inputs():
             outs = _differentiable_outputs(_as_tuple(func(*args)))
-        wrt = [a for a in args if isinstance(a, Tensor) and a.requires_grad]
-        grads = engine.grad(
-            outs, wrt, grad_outputs=directions, create_graph=True, allow_unused=True
-        )
+            wrt = [a for a in args if isinstance(a, Tensor) and a.requires_grad]
+            grads = engine.grad(
+                outs, wrt, grad_outputs=directions, create_graph=True, allow_unused=True
+            )
         return tuple(g for g in grads if g is not None)
 
     return gradcheck(first_derivative, inputs, eps, atol, rtol, raise_exception, seed)

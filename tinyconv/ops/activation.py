@@ -9,6 +9,8 @@ __all__ = ["LogSoftmax", "ReLU", "Sigmoid", "Softmax", "Tanh"]
 
 
 class ReLU(Function):
+    differentiable_backward = True
+
     def forward(self, x):
         out = get_array_module(x).maximum(x, 0)
         self.save_for_backward(out)
@@ -20,6 +22,8 @@ class ReLU(Function):
 
 
 class Sigmoid(Function):
+    differentiable_backward = True
+
     def forward(self, x):
         xp = get_array_module(x)
         # exp(-|x|) never overflows; the two branches are the same function
@@ -34,6 +38,8 @@ class Sigmoid(Function):
 
 
 class Tanh(Function):
+    differentiable_backward = True
+
     def forward(self, x):
         out = get_array_module(x).tanh(x)
         self.save_for_backward(out)
@@ -45,6 +51,8 @@ class Tanh(Function):
 
 
 class Softmax(Function):
+    differentiable_backward = True
+
     def forward(self, x, *, dim):
         xp = get_array_module(x)
         # shifting by the maximum leaves softmax unchanged and keeps exp from overflowing

@@ -36,6 +36,8 @@ def _shape(value: Any) -> tuple[int, ...]:
 
 
 class Add(Function):
+    differentiable_backward = True
+
     def forward(self, a, b):
         # getattr inline, not _shape(): Add runs more often than any other op
         self.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
@@ -51,6 +53,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    differentiable_backward = True
+
     def forward(self, a, b):
         self.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
         return a - b
@@ -65,6 +69,8 @@ class Sub(Function):
 
 
 class Mul(Function):
+    differentiable_backward = True
+
     def forward(self, a, b):
         self.save_for_backward(a, b)
         return a * b
@@ -79,6 +85,8 @@ class Mul(Function):
 
 
 class Div(Function):
+    differentiable_backward = True
+
     def forward(self, a, b):
         self.save_for_backward(a, b)
         return a / b
@@ -118,6 +126,8 @@ class Pow(Function):
 
 
 class Neg(Function):
+    differentiable_backward = True
+
     def forward(self, x):
         return -x
 
@@ -126,6 +136,8 @@ class Neg(Function):
 
 
 class Exp(Function):
+    differentiable_backward = True
+
     def forward(self, x):
         out = get_array_module(x).exp(x)
         self.save_for_backward(out)
@@ -137,6 +149,8 @@ class Exp(Function):
 
 
 class Log(Function):
+    differentiable_backward = True
+
     def forward(self, x):
         self.save_for_backward(x)
         return get_array_module(x).log(x)
@@ -147,6 +161,8 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    differentiable_backward = True
+
     def forward(self, x):
         out = get_array_module(x).sqrt(x)
         self.save_for_backward(out)
@@ -196,6 +212,8 @@ class Cast(Function):
 
 
 class Clone(Function):
+    differentiable_backward = True
+
     def forward(self, x):
         return x.copy()
 

@@ -39,6 +39,8 @@ class MatMul(Function):
 class Linear(Function):
     """y = x W^T + b in one node (as nn.Linear computes it)."""
 
+    differentiable_backward = True
+
     def forward(self, x, weight, bias):  # (..., in) (out, in) (out,) -> (..., out)
         self.save_for_backward(x, weight)
         out = x @ weight.T

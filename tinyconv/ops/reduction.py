@@ -9,16 +9,22 @@ __all__ = ["Max", "MaxAlong", "Mean", "Sum"]
 
 
 def _expand_back(grad, input_shape, axes, keepdim):
-    """Broadcast a reduced gradient back over the axes it was reduced along."""
-    xp = get_array_module(grad)
-    if not keepdim and axes is not None:
-        grad = xp.expand_dims(grad, axes)
-    elif axes is None and not keepdim:
-        grad = grad.reshape((1,) * len(input_shape))
-    return xp.broadcast_to(grad, input_shape)
+    """Broadcast a reduced gradient back over the axes it was reduced along.
+
+    ``grad`` is an array, or a Tensor when the gradient is being recorded."""
+    if not keepdim:
+        reduced = range(len(input_shape)) if axes is None else axes
+        grad = grad.reshape(
+            tuple(1 if axis in reduced else size for axis, size in enumerate(input_shape))
+        )
+    if hasattr(grad, "expand"):  # a Tensor
+        return grad.expand(input_shape)
+    return get_array_module(grad).broadcast_to(grad, input_shape)
 
 
 class Sum(Function):
+    differentiable_backward = True
+
     def forward(self, x, *, axes, keepdim):
         self.context = (x.shape, axes, keepdim)
         return x.sum(axis=axes, keepdims=keepdim)
@@ -29,6 +35,8 @@ class Sum(Function):
 
 
 class Mean(Function):
+    differentiable_backward = True
+
     def forward(self, x, *, axes, keepdim):
         self.context = (x.shape, axes, keepdim)
         out = x.mean(axis=axes, keepdims=keepdim)

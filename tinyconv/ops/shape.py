@@ -10,6 +10,8 @@ __all__ = ["Expand", "Permute", "Reshape"]
 
 
 class Reshape(Function):
+    differentiable_backward = True
+
     def forward(self, x, *, shape):
         self.input_shape = x.shape
         return x.reshape(shape)

@@ -1,0 +1,117 @@
+"""Second derivatives: create_graph=True and gradgradcheck."""
+
+import numpy
+import pytest
+
+import tinyconv as tc
+import tinyconv.nn.functional as F
+from tinyconv.ops.elementwise import Exp
+
+
+def leaf(*shape, seed=0):
+    tc.manual_seed(seed)
+    return tc.randn(*shape, dtype=tc.float64, requires_grad=True)
+
+
+SUPPORTED = {
+    "add_mul": lambda x: (x * x * 3 + x).sum(),
+    "sub_neg": lambda x: -(x * x - x * 2),
+    "div": lambda x: 1 / (x * x + 1),
+    "exp_log_sqrt": lambda x: (x * x + 1).log() + (x * 0.1).exp() + (x * x + 2).sqrt(),
+    "tanh_sigmoid": lambda x: x.tanh() * x.sigmoid(),
+    "relu": lambda x: (x * x).relu() * x,
+    "softmax": lambda x: x.softmax(1),
+    "sum_mean": lambda x: (x * x).mean(0) + (x * x * x).sum(1, keepdim=True).sum(),
+    "reshape": lambda x: (x * x).reshape(2, 6) * x.reshape(2, 6),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUPPORTED))
+def test_gradgradcheck_passes_for_ops_with_a_differentiable_backward(name):
+    assert tc.gradgradcheck(SUPPORTED[name], (leaf(3, 4),))
+
+
+def test_gradgradcheck_passes_through_linear():
+    x, weight, bias = leaf(3, 4), leaf(5, 4, seed=1), leaf(5, seed=2)
+    assert tc.gradgradcheck(lambda x, w, b: F.linear(x * x, w, b).tanh(), (x, weight, bias))
+
+
+def test_second_derivative_matches_the_hand_computed_formula():
+    # f = sum(x^3): df/dx = 3 x^2, d/dx <df/dx, 1> = 6 x
+    x = leaf(5)
+    with tc.autograd.keep_inputs():
+        y = (x * x * x).sum()
+    (first,) = tc.grad(y, [x], create_graph=True)
+    numpy.testing.assert_allclose(first.detach().numpy(), 3 * x.detach().numpy() ** 2)
+    (second,) = tc.grad(first.sum(), [x])
+    numpy.testing.assert_allclose(second.numpy(), 6 * x.detach().numpy())
+
+
+def test_backward_with_create_graph_leaves_a_differentiable_grad():
+    x = leaf(4)
+    with tc.autograd.keep_inputs():
+        y = (x.tanh() * x).sum()
+    y.backward(create_graph=True)
+    assert x.grad.grad_fn is not None
+    first = x.grad
+    x.grad = None
+    first.sum().backward()
+    t = numpy.tanh(x.detach().numpy())
+    # d/dx (tanh(x) + x (1 - tanh^2 x)) = 2 (1 - t^2) - 2 x t (1 - t^2)
+    expected = 2 * (1 - t**2) - 2 * x.detach().numpy() * t * (1 - t**2)
+    numpy.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-10)
+
+
+def test_second_derivatives_match_pytorch():
+    torch = pytest.importorskip("torch")
+    x = leaf(3, 4)
+    with tc.autograd.keep_inputs():
+        y = (x.sigmoid() * x.softmax(1) / (x * x + 1)).sum()
+    (first,) = tc.grad(y, [x], create_graph=True)
+    (second,) = tc.grad((first * first).sum(), [x])
+
+    theirs = torch.tensor(x.detach().numpy(), requires_grad=True)
+    y_t = (theirs.sigmoid() * theirs.softmax(1) / (theirs * theirs + 1)).sum()
+    (first_t,) = torch.autograd.grad(y_t, [theirs], create_graph=True)
+    (second_t,) = torch.autograd.grad((first_t * first_t).sum(), [theirs])
+    numpy.testing.assert_allclose(second.numpy(), second_t.numpy(), rtol=1e-10, atol=1e-12)
+
+
+class ExpWithConstantSecondDerivative(Exp):
+    """A correct first derivative whose own derivative is lost (the output is detached)."""
+
+    def backward(self, grad_out):
+        (out,) = self.saved_arrays
+        return grad_out * (out.detach() if isinstance(out, tc.Tensor) else out)
+
+
+def test_gradgradcheck_catches_a_wrong_second_derivative():
+    x = leaf(3)
+    assert tc.gradcheck(lambda x: ExpWithConstantSecondDerivative.apply(x), (x,))
+    with pytest.raises(tc.GradcheckError, match=r"input 0 .* element \(0,\): analytic 0"):
+        tc.gradgradcheck(lambda x: ExpWithConstantSecondDerivative.apply(x), (x,))
+
+
+def test_create_graph_through_an_op_without_differentiable_backward_names_it():
+    x = leaf(1, 1, 4, 4)
+    weight = tc.ones(1, 1, 2, 2, dtype=tc.float64)
+    with tc.autograd.keep_inputs():
+        y = F.conv2d(x, weight).sum()
+    with pytest.raises(RuntimeError, match="Conv2d's backward is not differentiable"):
+        tc.grad(y, [x], create_graph=True)
+
+
+def test_create_graph_without_keep_inputs_says_how_to_fix_it():
+    x = leaf(3)
+    y = (x * x).sum()
+    with pytest.raises(RuntimeError, match="keep_inputs"):
+        tc.grad(y, [x], create_graph=True)
+
+
+def test_keep_inputs_is_off_by_default_so_nodes_do_not_hold_their_inputs():
+    x = leaf(3)
+    y = (x * 2).exp()
+    assert not hasattr(y.grad_fn, "inputs")
+    with tc.autograd.keep_inputs():
+        z = (x * 2).exp()
+    assert z.grad_fn.inputs[0] is not None
