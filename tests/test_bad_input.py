@@ -372,3 +372,13 @@ def test_op_on_tensors_of_two_devices_names_both():
         pytest.skip("needs CuPy and a GPU")
     with pytest.raises(RuntimeError, match="'cpu' and 'cuda'"):
         tc.ones(2) + tc.ones(2, device="cuda")
+
+
+def test_float_index_list_raises_instead_of_truncating():
+    x = tc.arange(6.0)
+    with pytest.raises(IndexError, match="must be integer or bool"):
+        x[[0.5, 1.0]]
+
+
+def test_empty_index_list_selects_nothing():
+    assert tc.arange(6.0).reshape(2, 3)[[]].shape == (0, 3)

@@ -412,7 +412,7 @@ class Tensor:
     def __setitem__(self, index: Any, value: Any) -> None:
         self._check_inplace("__setitem__")
         value = value.data if isinstance(value, Tensor) else value
-        self.data[_array_index(index)] = value
+        self.data[_array_index(index, self.shape, self._device)] = value
         self._changed_in_place()
 
     def _xp(self):
@@ -777,7 +777,7 @@ class Tensor:
         return self.expand(other.shape)
 
     def __getitem__(self, index: Any) -> Tensor:
-        return indexing.GetItem.apply(self, index=_array_index(index, self.shape))
+        return indexing.GetItem.apply(self, index=_array_index(index, self.shape, self._device))
 
 
 def _numpy_aliases(dim: Any, keepdim: bool, axis: Any, keepdims: Any) -> tuple[Any, bool]:
@@ -829,18 +829,29 @@ def _resolve_shape(shape: Sequence[Any], numel: int, own: tuple[int, ...]) -> tu
     return tuple(sizes)
 
 
-def _array_index(index: Any, shape: tuple[int, ...] | None = None) -> Any:
-    """An index with Tensors and lists turned into arrays; checks integer bounds when
-    the shape is known, so a bad index gives a clear error instead of NumPy's."""
+def _array_index(index: Any, shape: tuple[int, ...] | None = None, device: str = "cpu") -> Any:
+    """An index with Tensors and lists turned into arrays on ``device``; checks integer
+    bounds when the shape is known, so a bad index gives a clear error instead of
+    NumPy's (or CuPy's, which wraps an out-of-range index around)."""
     parts = index if isinstance(index, tuple) else (index,)
     converted = []
     for part in parts:
         if isinstance(part, Tensor):
+            if part.device != device:
+                raise RuntimeError(
+                    f"an index on {part.device!r} can't index a tensor on {device!r}"
+                )
             part = part.data
         elif isinstance(part, list):
             part = numpy.asarray(part)
-            if part.dtype.kind == "f" or (part.size == 0 and part.dtype.kind == "f"):
-                part = part.astype(numpy.int64)
+            if part.size == 0:
+                part = part.astype(numpy.int64)  # [] reads as float64
+        if getattr(part, "dtype", None) is not None and part.dtype.kind not in "biu":
+            raise IndexError(
+                f"tensors used as indices must be integer or bool, got {part.dtype.name}"
+            )
+        if device != "cpu" and isinstance(part, numpy.ndarray):
+            part = backend.to_device(part, device)
         converted.append(part)
     if shape is not None:
         _check_index_bounds(converted, shape)

