@@ -154,16 +154,14 @@ def test_trace_sees_each_backward_through_a_retained_graph():
 class Cube(Function):
     """x^3, whose gradient 3x^2 can itself be differentiated."""
 
+    differentiable_backward = True
+
     def forward(self, x):
         self.save_for_backward(x)
         return x**3
 
     def backward(self, grad_out):
         (x,) = self.saved_arrays
-        return grad_out * 3 * x**2
-
-    def backward_graph(self, grad_out):
-        (x,) = self.inputs
         return grad_out * 3.0 * x * x
 
 
