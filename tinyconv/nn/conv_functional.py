@@ -83,6 +83,15 @@ def _check_like(name: str, argument: str, value: Any, input: Tensor) -> None:  #
         )
 
 
+def _check_weight(name: str, weight: Any, input: Tensor, layout: str) -> None:  # noqa: A002
+    """A 4-D weight with no empty dimension, on input's device and of its dtype."""
+    _check_like(name, "weight", weight, input)
+    if weight.ndim != 4:
+        raise ValueError(f"{name}: weight must be 4-D {layout}, got shape {weight.shape}")
+    if min(weight.shape) < 1:
+        raise ValueError(f"{name}: weight of shape {weight.shape} has an empty dimension")
+
+
 def _positive_pair(name: str, argument: str, value: Any) -> tuple[int, int]:
     pair_value = pair(value, f"{name}: {argument}")
     if min(pair_value) < 1:
@@ -158,14 +167,8 @@ def conv2d(
     """
     name = "conv2d"
     batched = _check_input(name, input)
-    _check_like(name, "weight", weight, input)
-    if weight.ndim != 4:
-        raise ValueError(
-            f"{name}: weight must be 4-D (C_out, C_in / groups, KH, KW), got shape {weight.shape}"
-        )
+    _check_weight(name, weight, input, "(C_out, C_in / groups, KH, KW)")
     out_channels, group_channels, kernel_h, kernel_w = weight.shape
-    if min(weight.shape) < 1:
-        raise ValueError(f"{name}: weight of shape {weight.shape} has an empty dimension")
     groups = _check_groups(name, groups)
     stride = _positive_pair(name, "stride", stride)
     dilation = _positive_pair(name, "dilation", dilation)
@@ -238,14 +241,8 @@ def conv_transpose2d(
     """
     name = "conv_transpose2d"
     batched = _check_input(name, input)
-    _check_like(name, "weight", weight, input)
-    if weight.ndim != 4:
-        raise ValueError(
-            f"{name}: weight must be 4-D (C_in, C_out / groups, KH, KW), got shape {weight.shape}"
-        )
+    _check_weight(name, weight, input, "(C_in, C_out / groups, KH, KW)")
     in_channels, group_out_channels, kernel_h, kernel_w = weight.shape
-    if min(weight.shape) < 1:
-        raise ValueError(f"{name}: weight of shape {weight.shape} has an empty dimension")
     groups = _check_groups(name, groups)
     stride = _positive_pair(name, "stride", stride)
     dilation = _positive_pair(name, "dilation", dilation)

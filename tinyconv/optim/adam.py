@@ -13,10 +13,9 @@ The divisions by 1 - beta^t undo the bias of m and v towards their zero start.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-from tinyconv.autograd.grad_mode import no_grad
 from tinyconv.backend import get_array_module
 from tinyconv.optim.optimizer import Optimizer
 from tinyconv.tensor import Tensor
@@ -69,16 +68,6 @@ class Adam(Optimizer):
             "decoupled_weight_decay": decoupled_weight_decay,
         }
         super().__init__(params, defaults)
-
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Update every parameter that has a gradient; returns ``closure()`` if given."""
-        loss = self._closure_loss(closure)
-        with no_grad():
-            for group in self.param_groups:
-                for param in group["params"]:
-                    if param.grad is not None:
-                        self._update(param, group)
-        return loss
 
     def _new_state(self, param: Tensor, amsgrad: bool) -> dict[str, Any]:
         xp = get_array_module(param.data)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy
 
 from tinyconv import backend, creation, dtypes
-from tinyconv.autograd.grad_mode import enable_grad
+from tinyconv.autograd.grad_mode import enable_grad, no_grad
 from tinyconv.tensor import Tensor
 
 __all__ = ["Optimizer", "required"]
@@ -116,6 +116,16 @@ class Optimizer:
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient; returns ``closure()`` if given."""
+        loss = self._closure_loss(closure)
+        with no_grad():
+            for group in self.param_groups:
+                for param in group["params"]:
+                    if param.grad is not None:
+                        self._update(param, group)
+        return loss
+
+    def _update(self, param: Tensor, group: dict[str, Any]) -> None:
+        """Apply one step of the update rule to ``param``, in place (each optimizer's own)."""
         raise NotImplementedError
 
     def _closure_loss(self, closure: Callable[[], Any] | None) -> Any:

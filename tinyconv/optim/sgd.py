@@ -11,10 +11,9 @@ PyTorch's rule, with g the gradient, p the parameter, b the momentum buffer::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-from tinyconv.autograd.grad_mode import no_grad
 from tinyconv.backend import get_array_module
 from tinyconv.optim.optimizer import Optimizer
 from tinyconv.tensor import Tensor
@@ -63,16 +62,6 @@ class SGD(Optimizer):
             "maximize": maximize,
         }
         super().__init__(params, defaults)
-
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Update every parameter that has a gradient; returns ``closure()`` if given."""
-        loss = self._closure_loss(closure)
-        with no_grad():
-            for group in self.param_groups:
-                for param in group["params"]:
-                    if param.grad is not None:
-                        self._update(param, group)
-        return loss
 
     def _update(self, param: Tensor, group: dict[str, Any]) -> None:
         value = param.data
