@@ -12,10 +12,6 @@ _enabled = True
 _keeping_inputs = False
 
 
-def is_keeping_inputs() -> bool:
-    return _keeping_inputs
-
-
 class keep_inputs:
     """Inside, each new node keeps its input tensors, so that its gradient can itself be
     differentiated (``create_graph=True``). Off by default: an op that needs only its
