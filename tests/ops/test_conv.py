@@ -181,6 +181,29 @@ def test_both_workspace_orders_and_chunked_batches_give_the_same_numbers(monkeyp
             numpy.testing.assert_allclose(ours, first, rtol=1e-12, atol=1e-12)
 
 
+def test_products_over_blocks_of_positions_match_the_definition(monkeypatch):
+    # a tiny kernel matrix is multiplied in blocks of output positions; 7 leaves a
+    # remainder block, and the weight gradient sums over every block
+    monkeypatch.setattr(conv_ops, "_POSITION_BLOCK", 7)
+    rng = numpy.random.default_rng(4)
+    x, weight = rng.standard_normal((3, 1, 6, 5)), rng.standard_normal((2, 1, 3, 3))
+    bias = rng.standard_normal(2)
+    y = conv_ops.conv2d_forward(x, weight, bias, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    numpy.testing.assert_allclose(y, naive_conv2d(x, weight, bias, padding=1), atol=1e-12)
+    grad_out = rng.standard_normal(y.shape)
+    grad_weight = conv_ops.conv2d_weight_grad(
+        x, grad_out, (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1
+    )
+    # dL/dW[o, c, i, j] = sum over n, oh, ow of dL/dy · the input under tap (i, j)
+    padded = numpy.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    expected = numpy.zeros_like(weight)
+    for i in range(3):
+        for j in range(3):
+            window = padded[:, :, i : i + 6, j : j + 5]
+            expected[:, :, i, j] = numpy.einsum("nohw,nchw->oc", grad_out, window)
+    numpy.testing.assert_allclose(grad_weight, expected, atol=1e-12)
+
+
 def test_workspace_limit_is_settable_and_checked():
     before = conv_ops.get_workspace_limit()
     try:

@@ -87,6 +87,17 @@ def _batch_chunks(batch: int, bytes_per_image: int) -> list[tuple[int, int]]:
     return [(start, min(start + images, batch)) for start in range(0, batch, images)]
 
 
+# When the kernel matrix is tiny (LeNet's first layer: 6×25), BLAS has little to split
+# between its threads and streams the long M axis from memory. Products over blocks of
+# M positions that stay in cache are 1.5× (forward) to 3× (weight gradient) faster there.
+_POSITION_BLOCK = 4096
+
+
+def _position_block(rows: int, cols: int, positions: int) -> int:
+    # how many of the M positions one matrix product covers
+    return _POSITION_BLOCK if rows * cols < _POSITION_BLOCK else max(positions, 1)
+
+
 def _order(batch: int, out_size: Pair, stride: Pair) -> str:
     """The workspace order (see im2col.py) for this shape.
 
@@ -130,8 +141,13 @@ def conv2d_forward(
     for start, stop in _batch_chunks(batch, column_bytes):
         workspace = to_workspace(x[start:stop], padding, order)
         columns = im2col(workspace, order, (kernel_h, kernel_w), stride, dilation, out_size)
-        # (G, O/G, C/G·KH·KW) @ (G, C/G·KH·KW, M) -> (G, O/G, M): all positions in one GEMM
-        product = kernel_matrix @ columns.reshape(groups, kernel_matrix.shape[2], -1)
+        columns = columns.reshape(groups, kernel_matrix.shape[2], -1)
+        product = xp.empty((groups, kernel_matrix.shape[1], columns.shape[2]), dtype=x.dtype)
+        step = _position_block(*kernel_matrix.shape[1:], columns.shape[2])
+        for first in range(0, columns.shape[2], step):
+            block = slice(first, first + step)
+            # (G, O/G, C/G·KH·KW) @ (G, C/G·KH·KW, M) -> (G, O/G, M): positions in one GEMM
+            xp.matmul(kernel_matrix, columns[:, :, block], out=product[:, :, block])
         product = positions_from_layout(
             product.reshape(out_channels, -1), order, out_size, stop - start
         )
@@ -163,10 +179,13 @@ def conv2d_weight_grad(
         columns = columns.reshape(groups, channels // groups * kernel_size[0] * kernel_size[1], -1)
         grad = positions_to_layout(grad_out[start:stop], order)  # (O, M)
         grad = grad.reshape(groups, out_channels // groups, -1)
-        # (G, C/G·KH·KW, M) @ (G, M, O/G): the long M axis is the one summed over, and
-        # this operand order is the faster one for BLAS
-        product = columns @ grad.transpose(0, 2, 1)
-        grad_weight = product if grad_weight is None else grad_weight + product
+        step = _position_block(columns.shape[1], grad.shape[1], grad.shape[2])
+        for first in range(0, grad.shape[2], step):
+            block = slice(first, first + step)
+            # (G, C/G·KH·KW, M) @ (G, M, O/G): the long M axis is the one summed over,
+            # and this operand order is the faster one for BLAS
+            product = columns[:, :, block] @ grad[:, :, block].transpose(0, 2, 1)
+            grad_weight = product if grad_weight is None else grad_weight + product
     if grad_weight is None:  # an empty batch
         xp = get_array_module(x)
         return xp.zeros((out_channels, channels // groups, *kernel_size), dtype=x.dtype)
@@ -233,7 +252,7 @@ def conv2d_input_grad(
             dilation,
             (out_h, out_w),
         )
-        grad_x[start:stop] = from_workspace(workspace, padding, order, input_size)
+        from_workspace(workspace, padding, order, input_size, out=grad_x[start:stop])
     return grad_x
 
 

@@ -78,14 +78,15 @@ def to_workspace(x: Any, padding: tuple[Pair, Pair], order: str) -> Any:
     return workspace
 
 
-def from_workspace(workspace: Any, padding: tuple[Pair, Pair], order: str, size: Pair) -> Any:
-    """The H×W interior of a workspace as a contiguous (N, C, H, W) array."""
-    xp = get_array_module(workspace)
+def from_workspace(
+    workspace: Any, padding: tuple[Pair, Pair], order: str, size: Pair, out: Any
+) -> None:
+    """Copy the H×W interior of a workspace into ``out``, an (N, C, H, W) array."""
     (top, _), (left, _) = padding
     height, width = size
     where = {"n": slice(None), "h": slice(top, top + height), "w": slice(left, left + width)}
     interior = workspace[(slice(None), *(where[axis] for axis in order))]
-    return xp.ascontiguousarray(_to_nchw(interior, order))
+    out[...] = _to_nchw(interior, order)
 
 
 def _nchw_to(x: Any, order: str) -> Any:
