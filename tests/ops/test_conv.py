@@ -290,6 +290,25 @@ def test_conv2d_gradients_match_finite_differences(options, with_bias, device):
     assert tc.gradcheck(lambda *args: F.conv2d(*args, **options), inputs)
 
 
+@pytest.mark.parametrize(
+    ("keep_bytes", "workspace_limit"),
+    [(0, 2**28), (2**28, 2**28), (2**28, 1)],
+    ids=["columns-built-again", "columns-kept", "columns-kept-per-chunk"],
+)
+def test_weight_gradient_from_kept_or_rebuilt_columns_matches_finite_differences(
+    monkeypatch, keep_bytes, workspace_limit
+):
+    # the forward keeps its columns for the weight gradient when they are small enough,
+    # one array per batch chunk; otherwise the backward builds them again
+    monkeypatch.setattr(conv_ops, "_KEEP_COLUMNS_BYTES", keep_bytes)
+    monkeypatch.setattr(conv_ops, "_workspace_limit", workspace_limit)
+    rng = numpy.random.default_rng(8)
+    x = _leaf(rng.standard_normal((3, 2, 5, 6)))
+    weight = _leaf(rng.standard_normal((3, 2, 3, 3)))
+    options = {"stride": (2, 1), "padding": 1}
+    assert tc.gradcheck(lambda *args: F.conv2d(*args, **options), [x, weight])
+
+
 CONV_TRANSPOSE_GRID = [
     {**BASE, "output_padding": 0, **change}
     for change in [

@@ -22,7 +22,8 @@ which is linear in x and in W, so each gradient is the adjoint of one of them:
 
 The big temporary is the (C·KH·KW, M) column matrix. Its size is bounded by a
 workspace limit: a larger batch is processed in chunks of images
-(``set_workspace_limit``).
+(``set_workspace_limit``). When the columns are small (LeNet's layers), the forward
+keeps them for the weight gradient instead of building them twice.
 """
 
 from __future__ import annotations
@@ -98,6 +99,17 @@ def _position_block(rows: int, cols: int, positions: int) -> int:
     return _POSITION_BLOCK if rows * cols < _POSITION_BLOCK else max(positions, 1)
 
 
+# The weight gradient reads the same columns as the forward. Up to this size they are
+# kept from the forward rather than built again; above it, memory matters more.
+_KEEP_COLUMNS_BYTES = 32 * 2**20
+
+
+def _keep_columns(x: Any, weight: Any) -> bool:
+    # an upper bound on the columns' size: at most one column per input position
+    positions = x.shape[0] * x.shape[2] * x.shape[3]
+    return weight[0].size * positions * x.itemsize <= _KEEP_COLUMNS_BYTES
+
+
 def _order(batch: int, out_size: Pair, stride: Pair) -> str:
     """The workspace order (see im2col.py) for this shape.
 
@@ -118,11 +130,14 @@ def conv2d_forward(
     dilation: Pair,
     groups: int,
     out_size: Pair | None = None,
+    kept_columns: list | None = None,
 ) -> Any:
     """y = conv2d(x, W) + b: (N, C, H, W), (O, C/G, KH, KW), (O,) or None -> (N, O, OH, OW).
 
     ``out_size`` may ask for fewer rows/columns than fit (a transposed convolution's
-    backward needs exactly its input's size back).
+    backward needs exactly its input's size back). Given a list ``kept_columns``, each
+    batch chunk's columns are built in memory of their own and appended to it as
+    (start, stop, columns), for ``conv2d_weight_grad`` to use again.
     """
     xp = get_array_module(x)
     batch, channels, height, width = x.shape
@@ -140,8 +155,18 @@ def conv2d_forward(
     column_bytes = channels * kernel_h * kernel_w * out_h * out_w * x.itemsize
     for start, stop in _batch_chunks(batch, column_bytes):
         workspace = to_workspace(x[start:stop], padding, order)
-        columns = im2col(workspace, order, (kernel_h, kernel_w), stride, dilation, out_size)
+        columns = im2col(
+            workspace,
+            order,
+            (kernel_h, kernel_w),
+            stride,
+            dilation,
+            out_size,
+            reuse_buffer=kept_columns is None,
+        )
         columns = columns.reshape(groups, kernel_matrix.shape[2], -1)
+        if kept_columns is not None:
+            kept_columns.append((start, stop, columns))
         product = xp.empty((groups, kernel_matrix.shape[1], columns.shape[2]), dtype=x.dtype)
         step = _position_block(*kernel_matrix.shape[1:], columns.shape[2])
         for first in range(0, columns.shape[2], step):
@@ -166,16 +191,26 @@ def conv2d_weight_grad(
     padding: Padding,
     dilation: Pair,
     groups: int,
+    kept_columns: list | None = None,
 ) -> Any:
-    """dL/dW = sum over positions of dL/dy · columns(x): -> (O, C/G, KH, KW)."""
+    """dL/dW = sum over positions of dL/dy · columns(x): -> (O, C/G, KH, KW).
+
+    ``kept_columns``, the list ``conv2d_forward`` filled for this x, saves building
+    the columns again.
+    """
     batch, channels, _, _ = x.shape
     _, out_channels, out_h, out_w = grad_out.shape
     order = _order(batch, (out_h, out_w), stride)
     grad_weight = None
-    column_bytes = channels * kernel_size[0] * kernel_size[1] * out_h * out_w * x.itemsize
-    for start, stop in _batch_chunks(batch, column_bytes):
-        workspace = to_workspace(x[start:stop], padding, order)
-        columns = im2col(workspace, order, kernel_size, stride, dilation, (out_h, out_w))
+    if kept_columns is None:
+        column_bytes = channels * kernel_size[0] * kernel_size[1] * out_h * out_w * x.itemsize
+        chunks = [(start, stop, None) for start, stop in _batch_chunks(batch, column_bytes)]
+    else:
+        chunks = kept_columns
+    for start, stop, columns in chunks:
+        if columns is None:
+            workspace = to_workspace(x[start:stop], padding, order)
+            columns = im2col(workspace, order, kernel_size, stride, dilation, (out_h, out_w))
         columns = columns.reshape(groups, channels // groups * kernel_size[0] * kernel_size[1], -1)
         grad = positions_to_layout(grad_out[start:stop], order)  # (O, M)
         grad = grad.reshape(groups, out_channels // groups, -1)
@@ -262,12 +297,18 @@ class Conv2d(Function):
 
     def forward(self, x, weight, bias, *, stride, padding, dilation, groups):
         # (N, C, H, W), (O, C/G, KH, KW), (O,) -> (N, O, OH, OW)
-        self.save_for_backward(x, weight)
         self.options = (stride, padding, dilation, groups)
-        return conv2d_forward(x, weight, bias, stride, padding, dilation, groups)
+        needs_weight = bool(self.needs_input_grad) and self.needs_input_grad[1]
+        kept = [] if needs_weight and _keep_columns(x, weight) else None
+        y = conv2d_forward(x, weight, bias, stride, padding, dilation, groups, kept_columns=kept)
+        # the chunks' columns travel as saved arrays, freed with them after backward
+        self.chunks = [(start, stop) for start, stop, _ in kept or ()]
+        self.save_for_backward(x, weight, *(columns for _, _, columns in kept or ()))
+        return y
 
     def backward(self, grad_out):
-        x, weight = self.saved_arrays
+        x, weight, *columns = self.saved_arrays
+        kept = [(*chunk, part) for chunk, part in zip(self.chunks, columns)] or None
         stride, padding, dilation, groups = self.options
         needs_x, needs_weight, needs_bias = self.needs_input_grad
         grad_x = grad_weight = grad_bias = None
@@ -278,7 +319,7 @@ class Conv2d(Function):
             )
         if needs_weight:
             grad_weight = conv2d_weight_grad(
-                x, grad_out, weight.shape[2:], stride, padding, dilation, groups
+                x, grad_out, weight.shape[2:], stride, padding, dilation, groups, kept
             )
         if needs_bias:
             grad_bias = grad_out.sum(axis=(0, 2, 3))
