@@ -65,6 +65,51 @@ def _lowest(dtype: Any, xp: Any) -> Any:
     return -xp.inf if xp.dtype(dtype).kind == "f" else xp.iinfo(dtype).min
 
 
+def _scan(taps, tap_type, x, kernel_size, stride, padding, dilation):
+    # (the windows' maxima, which tap holds each) when padding takes part.
+    # PyTorch scans a window from its first tap inside the input, starting at -inf,
+    # so that tap is the winner of a window with nothing above -inf.
+    xp = get_array_module(x)
+    (out_h, out_w), kernel_w = taps[0].shape[2:], kernel_size[1]
+    first_row = _first_inside(out_h, stride[0], padding[0], dilation[0], xp)
+    first_col = _first_inside(out_w, stride[1], padding[1], dilation[1], xp)
+    winner = (first_row.reshape(-1, 1) * kernel_w + first_col).astype(tap_type)
+    winner = xp.broadcast_to(winner, taps[0].shape).copy()
+    best = xp.full(taps[0].shape, _lowest(x.dtype, xp), dtype=x.dtype)
+    for tap, window in enumerate(taps):
+        # one strided copy, then only whole-array arithmetic: masked writes (copyto
+        # with where=) are tens of times slower on a random mask
+        window = xp.ascontiguousarray(window)
+        take = (window > best) | xp.isnan(window)
+        xp.maximum(best, window, out=best)  # = window where take, else best
+        # a window's winner only ever moves to a later tap, so max() updates it
+        xp.maximum(winner, take * tap_type(tap), out=winner)
+    return best, winner
+
+
+def _tournament(taps, tap_type):
+    # (the windows' maxima, which tap holds each) when every tap is inside the input.
+    # PyTorch's scan keeps the later value v when ``v > best or isnan(v)``: the first
+    # maximum, or the last NaN. That choice is associative, so it can be made in pairs
+    # of neighbours, then pairs of pairs, ...: about half the passes of a scan.
+    xp = get_array_module(taps[0])
+    # strided reads are slow in NumPy's loops: each tap is copied once, up front
+    entries = [(xp.ascontiguousarray(window), tap_type(tap)) for tap, window in enumerate(taps)]
+    while len(entries) > 1:
+        paired = []
+        for (first, first_tap), (later, later_tap) in zip(entries[::2], entries[1::2]):
+            take = (later > first) | xp.isnan(later)
+            # where take: the later tap, else the first; as arithmetic (no masked writes)
+            winner = take * (later_tap - first_tap) + first_tap
+            paired.append((xp.maximum(first, later), winner.astype(tap_type, copy=False)))
+        entries = paired + entries[len(paired) * 2 :]
+    best, winner = entries[0]
+    if not isinstance(winner, xp.ndarray):  # a 1×1 window: the only tap wins
+        best = best.copy()  # never the input itself
+        winner = xp.full(best.shape, winner, dtype=tap_type)
+    return best, winner
+
+
 class MaxPool2d(Function):
     """y = the maximum of each window; with ``return_indices``, also its flat index
     h·W + w in the input plane. Padding counts as -inf. Within a window the first
@@ -95,23 +140,11 @@ class MaxPool2d(Function):
                 xp.maximum(best, window, out=best)  # propagates NaN, as PyTorch's output does
             return best
 
-        # Which tap holds each window's maximum (small: kept in the smallest int type).
-        # PyTorch scans a window from its first tap inside the input, starting at -inf,
-        # so that tap is the winner of a window with nothing above -inf.
-        first_row = _first_inside(out_h, stride[0], padding[0], dilation[0], xp)
-        first_col = _first_inside(out_w, stride[1], padding[1], dilation[1], xp)
         tap_type = xp.uint8 if len(taps) <= 256 else xp.int32
-        winner = (first_row.reshape(-1, 1) * kernel_w + first_col).astype(tap_type)
-        winner = xp.broadcast_to(winner, taps[0].shape).copy()
-        best = xp.full(taps[0].shape, _lowest(x.dtype, xp), dtype=x.dtype)
-        for tap, window in enumerate(taps):
-            # one strided copy, then only whole-array arithmetic: masked writes (copyto
-            # with where=) are tens of times slower on a random mask
-            window = xp.ascontiguousarray(window)
-            take = (window > best) | xp.isnan(window)
-            xp.maximum(best, window, out=best)  # = window where take, else best
-            # a window's winner only ever moves to a later tap, so max() updates it
-            xp.maximum(winner, take * tap_type(tap), out=winner)
+        if padded is x:
+            best, winner = _tournament(taps, tap_type)
+        else:
+            best, winner = _scan(taps, tap_type, x, kernel_size, stride, padding, dilation)
         self.save_for_backward(winner)
         if not return_indices:
             return best
@@ -139,7 +172,13 @@ class MaxPool2d(Function):
             for j in range(kernel_w):
                 cols = _tap(j * dilation[1], stride[1], out_w)
                 won = winner == i * kernel_w + j
-                routed = grad_out * won if finite else xp.where(won, grad_out, zero)
+                if not finite:
+                    routed = xp.where(won, grad_out, zero)
+                elif overlapping:
+                    routed = grad_out * won
+                else:  # each input position has one window: write straight into it
+                    xp.multiply(grad_out, won, out=grad[:, :, rows, cols])
+                    continue
                 if overlapping:
                     grad[:, :, rows, cols] += routed
                 else:
