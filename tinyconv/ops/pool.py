@@ -172,17 +172,18 @@ class MaxPool2d(Function):
             for j in range(kernel_w):
                 cols = _tap(j * dilation[1], stride[1], out_w)
                 won = winner == i * kernel_w + j
+                window = grad[:, :, rows, cols]  # a view: writing to it writes to grad
                 if not finite:
                     routed = xp.where(won, grad_out, zero)
                 elif overlapping:
                     routed = grad_out * won
-                else:  # each input position has one window: write straight into it
-                    xp.multiply(grad_out, won, out=grad[:, :, rows, cols])
+                else:  # one window per input position: multiply straight into it
+                    xp.multiply(grad_out, won, out=window)
                     continue
                 if overlapping:
-                    grad[:, :, rows, cols] += routed
+                    window += routed
                 else:
-                    grad[:, :, rows, cols] = routed
+                    window[...] = routed
         return grad[:, :, padding[0] : padding[0] + shape[2], padding[1] : padding[1] + shape[3]]
 
 
