@@ -28,6 +28,7 @@ keeps them for the weight gradient instead of building them twice.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from tinyconv.autograd.function import Function
@@ -104,10 +105,14 @@ def _position_block(rows: int, cols: int, positions: int) -> int:
 _KEEP_COLUMNS_BYTES = 32 * 2**20
 
 
-def _keep_columns(x: Any, weight: Any) -> bool:
-    # an upper bound on the columns' size: at most one column per input position
-    positions = x.shape[0] * x.shape[2] * x.shape[3]
-    return weight[0].size * positions * x.itemsize <= _KEEP_COLUMNS_BYTES
+def _keep_columns(x: Any, weight: Any, stride: Pair, padding: Padding, dilation: Pair) -> bool:
+    # the columns are C·KH·KW rows by N·OH·OW positions
+    rows = x.shape[1] * weight.shape[2] * weight.shape[3]
+    positions = x.shape[0] * math.prod(
+        conv_output_size(*sizes)
+        for sizes in zip(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+    )
+    return rows * positions * x.itemsize <= _KEEP_COLUMNS_BYTES
 
 
 def _order(batch: int, column_bytes: int, stride: Pair) -> str:
@@ -301,7 +306,8 @@ class Conv2d(Function):
         # (N, C, H, W), (O, C/G, KH, KW), (O,) -> (N, O, OH, OW)
         self.options = (stride, padding, dilation, groups)
         needs_weight = bool(self.needs_input_grad) and self.needs_input_grad[1]
-        kept = [] if needs_weight and _keep_columns(x, weight) else None
+        keep = needs_weight and _keep_columns(x, weight, stride, padding, dilation)
+        kept = [] if keep else None
         y = conv2d_forward(x, weight, bias, stride, padding, dilation, groups, kept_columns=kept)
         # the chunks' columns travel as saved arrays, freed with them after backward
         self.chunks = [(start, stop) for start, stop, _ in kept or ()]
