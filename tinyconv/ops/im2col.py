@@ -170,43 +170,24 @@ def col2im(
     out_size: Pair,
 ) -> Any:
     """The adjoint of ``im2col``: columns (C, KH, KW, ...M axes...) -> a workspace where
-    every input position holds the sum of the columns that read it.
-
-    With stride (SH, SW), tap (i, j) only ever reaches the rows ≡ i·DH (mod SH) and the
-    columns ≡ j·DW (mod SW): one of SH·SW interleaved *phase* planes, at a whole-number
-    offset within it. So the taps of one phase are summed in a contiguous buffer (cheap
-    additions), and each phase is written into the strided workspace once.
-    """
+    every input position holds the sum of the columns that read it."""
     xp = get_array_module(columns)
     workspace = xp.zeros(workspace_shape, dtype=columns.dtype)
-    (kernel_h, kernel_w), (stride_h, stride_w) = kernel_size, stride
-    (dilation_h, dilation_w), (out_h, out_w) = dilation, out_size
-    for phase_h in range(stride_h):
-        for phase_w in range(stride_w):
-            taps = [
-                (i, j)
-                for i in range(kernel_h)
-                if i * dilation_h % stride_h == phase_h
-                for j in range(kernel_w)
-                if j * dilation_w % stride_w == phase_w
-            ]
-            if not taps:
-                continue
-            where = {"n": slice(None), "h": slice(phase_h, None, stride_h)}
-            where["w"] = slice(phase_w, None, stride_w)
-            plane = workspace[(slice(None), *(where[axis] for axis in order))]
-            # stride 1: the plane is the workspace; one tap: one write, nothing to add to
-            buffered = len(taps) > 1 and stride != (1, 1)
-            target = xp.zeros(plane.shape, dtype=columns.dtype) if buffered else plane
-            for i, j in taps:
-                top, left = i * dilation_h // stride_h, j * dilation_w // stride_w
-                where = {"n": slice(None), "h": slice(top, top + out_h)}
-                where["w"] = slice(left, left + out_w)
-                region = (slice(None), *(where[axis] for axis in order))
-                if len(taps) > 1:
-                    target[region] += columns[:, i, j]
-                else:
-                    target[region] = columns[:, i, j]
-            if buffered:
-                plane[...] = target
+    kernel_h, kernel_w = kernel_size
+    (stride_h, stride_w), (dilation_h, dilation_w) = stride, dilation
+    out_h, out_w = out_size
+    # windows that never overlap write each position once: assign instead of add
+    overlapping = (
+        stride_h < dilation_h * (kernel_h - 1) + 1 or stride_w < dilation_w * (kernel_w - 1) + 1
+    )
+    for i in range(kernel_h):
+        rows = slice(i * dilation_h, i * dilation_h + stride_h * (out_h - 1) + 1, stride_h)
+        for j in range(kernel_w):
+            cols = slice(j * dilation_w, j * dilation_w + stride_w * (out_w - 1) + 1, stride_w)
+            where = {"n": slice(None), "h": rows, "w": cols}
+            index = (slice(None), *(where[axis] for axis in order))
+            if overlapping:
+                workspace[index] += columns[:, i, j]
+            else:
+                workspace[index] = columns[:, i, j]
     return workspace
