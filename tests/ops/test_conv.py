@@ -181,6 +181,31 @@ def test_both_workspace_orders_and_chunked_batches_give_the_same_numbers(monkeyp
             numpy.testing.assert_allclose(ours, first, rtol=1e-12, atol=1e-12)
 
 
+def test_batch_inner_outputs_flow_through_relu_pooling_and_the_next_convolution(monkeypatch):
+    # In the batch-inner order a convolution returns (N, O, OH, OW) values stored as
+    # (O, OH, OW, N); the pool keeps that layout, the next convolution reads it as its
+    # workspace without a copy, and the gradients come back in it.
+    monkeypatch.setattr(conv_ops, "_order", lambda *shape: "hwn")
+    rng = numpy.random.default_rng(11)
+    x = _leaf(rng.standard_normal((3, 2, 8, 8)))
+    first, first_bias = _leaf(rng.standard_normal((4, 2, 3, 3))), _leaf(rng.standard_normal(4))
+    second, second_bias = _leaf(rng.standard_normal((5, 4, 2, 2))), _leaf(rng.standard_normal(5))
+
+    def network(x, first, first_bias, second, second_bias):
+        hidden = F.conv2d(x, first, first_bias, padding=1)
+        assert hidden.data.strides[0] == hidden.data.itemsize  # the batch is innermost
+        pooled = F.max_pool2d(hidden.relu(), 2)
+        assert pooled.data.strides[0] == pooled.data.itemsize
+        return F.conv2d(pooled, second, second_bias)
+
+    hidden = numpy.maximum(naive_conv2d(*map(to_numpy, (x, first, first_bias)), padding=1), 0)
+    pooled = hidden.reshape(3, 4, 4, 2, 4, 2).max(axis=(3, 5))
+    expected = naive_conv2d(pooled, to_numpy(second), to_numpy(second_bias))
+    inputs = [x, first, first_bias, second, second_bias]
+    numpy.testing.assert_allclose(to_numpy(network(*inputs)), expected, rtol=1e-12, atol=1e-12)
+    assert tc.gradcheck(network, inputs)
+
+
 def test_products_over_blocks_of_positions_match_the_definition(monkeypatch):
     # a tiny kernel matrix is multiplied in blocks of output positions; 7 leaves a
     # remainder block, and the weight gradient sums over every block

@@ -93,6 +93,19 @@ def _leaf(array, device="cpu"):
     return tc.tensor(array, device=device, requires_grad=True)
 
 
+LAYOUTS = ["nchw", "batch-inner"]
+
+
+def _laid_out(array, layout):
+    """The same (N, C, H, W) values, stored as NCHW or with the batch innermost, as
+    (C, H, W, N): the layout of a convolution's output when it works batch-inner."""
+    if layout == "nchw":
+        return array
+    stored = numpy.ascontiguousarray(array.transpose(1, 2, 3, 0))
+    assert stored.transpose(3, 0, 1, 2).strides[0] == array.itemsize
+    return stored.transpose(3, 0, 1, 2)
+
+
 # -- forward against the loops ---------------------------------------------------------
 
 MAX_CASES = [
@@ -106,14 +119,15 @@ MAX_CASES = [
 ]
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("kernel, stride, padding, dilation, ceil_mode, size", MAX_CASES)
 def test_max_pool2d_matches_the_definition(
-    kernel, stride, padding, dilation, ceil_mode, size, device
+    kernel, stride, padding, dilation, ceil_mode, size, layout, device
 ):
     rng = numpy.random.default_rng(0)
     x = numpy.round(rng.standard_normal((2, 3, *size)) * 2)  # rounding makes ties
     values, indices = F.max_pool2d(
-        tc.tensor(x, device=device),
+        tc.tensor(_laid_out(x, layout), device=device),
         kernel,
         stride,
         padding,
@@ -233,11 +247,14 @@ MAX_GRID = [
 ]
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("options", MAX_GRID)
-def test_max_pool2d_gradient_matches_finite_differences(options, device):
+def test_max_pool2d_gradient_matches_finite_differences(options, layout, device):
     # distinct values keep every maximum a clear winner under the finite-difference step
     values = numpy.random.default_rng(3).permutation(2 * 2 * 7 * 6).reshape(2, 2, 7, 6) / 10.0
-    assert tc.gradcheck(lambda x: F.max_pool2d(x, **options), [_leaf(values, device)])
+    # the upstream gradient is NCHW: a batch-inner input tests a layout mismatch
+    x = _leaf(_laid_out(values, layout), device)
+    assert tc.gradcheck(lambda x: F.max_pool2d(x, **options), [x])
 
 
 AVG_GRID = [
@@ -256,9 +273,10 @@ AVG_GRID = [
 ]
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("options", AVG_GRID)
-def test_avg_pool2d_gradient_matches_finite_differences(options, device):
-    x = _leaf(numpy.random.default_rng(4).standard_normal((2, 2, 7, 6)), device)
+def test_avg_pool2d_gradient_matches_finite_differences(options, layout, device):
+    x = _leaf(_laid_out(numpy.random.default_rng(4).standard_normal((2, 2, 7, 6)), layout), device)
     assert tc.gradcheck(lambda x: F.avg_pool2d(x, **options), [x])
 
 

@@ -24,6 +24,11 @@ The big temporary is the (C·KH·KW, M) column matrix. Its size is bounded by a
 workspace limit: a larger batch is processed in chunks of images
 (``set_workspace_limit``). When the columns are small (LeNet's layers), the forward
 keeps them for the weight gradient instead of building them twice.
+
+Results are laid out in memory as the workspace order puts positions: in the
+batch-inner order a (N, O, OH, OW) result is a strided view of an (O, OH, OW, N)
+array. Pooling and elementwise ops keep that layout, so the next layer reads it as its
+workspace without a transpose, and the gradients flow back in it.
 """
 
 from __future__ import annotations
@@ -85,7 +90,9 @@ _CACHE_FRIENDLY_CHUNK = 8 * 2**20
 
 def _batch_chunks(batch: int, bytes_per_image: int) -> list[tuple[int, int]]:
     budget = min(_workspace_limit, _CACHE_FRIENDLY_CHUNK)
-    images = max(1, budget // max(bytes_per_image, 1))
+    most = max(1, budget // max(bytes_per_image, 1))
+    # chunks of equal size: 128 images as 64 + 64 rather than 107 + 21
+    images = -(-batch // -(-batch // most)) if batch else 1
     return [(start, min(start + images, batch)) for start in range(0, batch, images)]
 
 
@@ -128,6 +135,17 @@ def _order(batch: int, column_bytes: int, stride: Pair) -> str:
     return "hwn" if images >= 32 and stride == (1, 1) else "nhw"
 
 
+def _empty_output(xp: Any, order: str, shape: tuple[int, ...], dtype: Any) -> Any:
+    # An (N, C, H, W) result laid out in memory as the workspace order puts its positions,
+    # so that writing into it is no transpose. With "hwn" it is a strided (N, C, H, W)
+    # view of a (C, H, W, N) array: the next layer's workspace in that order is then
+    # a view too, and its gradient comes back in the same layout.
+    if order == "nhw":
+        return xp.empty(shape, dtype=dtype)
+    batch, channels, height, width = shape
+    return xp.empty((channels, height, width, batch), dtype=dtype).transpose(3, 0, 1, 2)
+
+
 def conv2d_forward(
     x: Any,
     weight: Any,
@@ -159,7 +177,7 @@ def conv2d_forward(
     order = _order(batch, column_bytes, stride)
     # (O, C/G, KH, KW) -> (G, O/G, C/G·KH·KW): one row per output channel
     kernel_matrix = weight.reshape(groups, out_channels // groups, -1)
-    y = xp.empty((batch, out_channels, out_h, out_w), dtype=x.dtype)
+    y = _empty_output(xp, order, (batch, out_channels, out_h, out_w), x.dtype)
     for start, stop in _batch_chunks(batch, column_bytes):
         workspace = to_workspace(x[start:stop], padding, order)
         columns = im2col(
@@ -274,7 +292,7 @@ def conv2d_input_grad(
     order = _order(batch, column_bytes, stride)
     (top, bottom), (left, right) = padding
     kernel_matrix = weight.reshape(groups, out_channels // groups, -1)  # (G, O/G, C/G·KH·KW)
-    grad_x = xp.empty((batch, channels, height, width), dtype=grad_out.dtype)
+    grad_x = _empty_output(xp, order, (batch, channels, height, width), grad_out.dtype)
     for start, stop in _batch_chunks(batch, column_bytes):
         images = stop - start
         grad = positions_to_layout(grad_out[start:stop], order)

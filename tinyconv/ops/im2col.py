@@ -63,8 +63,12 @@ def to_workspace(x: Any, padding: tuple[Pair, Pair], order: str) -> Any:
     xp = get_array_module(x)
     (top, bottom), (left, right) = padding
     batch, channels, height, width = x.shape
-    if order == "nhw" and (top, bottom, left, right) == (0, 0, 0, 0):
-        return x.transpose(1, 0, 2, 3)  # a view: im2col's copy reads NCHW rows as they are
+    if (top, bottom, left, right) == (0, 0, 0, 0):
+        moved = _nchw_to(x, order)
+        # a view when the copies that read it run along memory: NCHW rows for "nhw",
+        # an array laid out (C, H, W, N) already for "hwn"
+        if order == "nhw" or moved.flags.c_contiguous:
+            return moved
     padded_size = (height + top + bottom, width + left + right)
     workspace = xp.zeros((channels, *layout_shape(order, batch, padded_size)), dtype=x.dtype)
     # negative padding crops the source instead of offsetting the destination

@@ -31,10 +31,9 @@ Pair = tuple[int, int]
 def _padded(x: Any, padding: Pair, size: Pair, fill: Any) -> Any:
     # (N, C, H, W) -> (N, C, HP, WP) filled with `fill` around x; HP×WP may exceed H + 2PH
     # when ceil_mode lets the last window run past the padding
-    xp = get_array_module(x)
     if padding == (0, 0) and size == x.shape[2:]:
         return x
-    out = xp.full((*x.shape[:2], *size), fill, dtype=x.dtype)
+    out = _full_in_layout_of(x, (*x.shape[:2], *size), fill, x.dtype)
     out[:, :, padding[0] : padding[0] + x.shape[2], padding[1] : padding[1] + x.shape[3]] = x
     return out
 
@@ -47,6 +46,31 @@ def _buffer_size(x_shape, kernel, stride, padding, dilation, out_size) -> Pair:
             x_shape[2:], kernel, stride, padding, dilation, out_size
         )
     )
+
+
+def _memory_order(array: Any) -> list[int]:
+    # the array's axes from the outermost in memory to the innermost
+    return sorted(range(array.ndim), key=lambda axis: -array.strides[axis])
+
+
+def _full_in_layout_of(like: Any, shape: tuple[int, ...], fill: Any, dtype: Any) -> Any:
+    # a new array of ``shape`` whose axes lie in memory in the order of ``like``'s: a
+    # conv output in the batch-inner layout keeps that layout through the pool
+    xp = get_array_module(like)
+    order = _memory_order(like)
+    stored = xp.full([shape[axis] for axis in order], fill, dtype=dtype)
+    return stored.transpose([order.index(axis) for axis in range(len(order))])
+
+
+def _in_layout_of(array: Any, like: Any) -> Any:
+    # ``array`` laid out in memory in the order of ``like`` (an array of the same shape):
+    # NumPy's loops over two arrays whose axes lie in different memory orders are 3-8×
+    # slower than over two of the same order, so a mismatch is copied away once, up front
+    if _memory_order(array) == _memory_order(like):
+        return array
+    moved = _full_in_layout_of(like, array.shape, 0, array.dtype)
+    moved[...] = array
+    return moved
 
 
 def _tap(offset: int, step: int, count: int) -> slice:
@@ -73,13 +97,13 @@ def _scan(taps, tap_type, x, kernel_size, stride, padding, dilation):
     (out_h, out_w), kernel_w = taps[0].shape[2:], kernel_size[1]
     first_row = _first_inside(out_h, stride[0], padding[0], dilation[0], xp)
     first_col = _first_inside(out_w, stride[1], padding[1], dilation[1], xp)
-    winner = (first_row.reshape(-1, 1) * kernel_w + first_col).astype(tap_type)
-    winner = xp.broadcast_to(winner, taps[0].shape).copy()
-    best = xp.full(taps[0].shape, _lowest(x.dtype, xp), dtype=x.dtype)
+    winner = _full_in_layout_of(taps[0], taps[0].shape, 0, tap_type)
+    winner[...] = first_row.reshape(-1, 1) * kernel_w + first_col
+    best = _full_in_layout_of(taps[0], taps[0].shape, _lowest(x.dtype, xp), x.dtype)
     for tap, window in enumerate(taps):
         # one strided copy, then only whole-array arithmetic: masked writes (copyto
         # with where=) are tens of times slower on a random mask
-        window = xp.ascontiguousarray(window)
+        window = window.copy(order="K")
         take = (window > best) | xp.isnan(window)
         xp.maximum(best, window, out=best)  # = window where take, else best
         # a window's winner only ever moves to a later tap, so max() updates it
@@ -94,7 +118,7 @@ def _tournament(taps, tap_type):
     # of neighbours, then pairs of pairs, ...: about half the passes of a scan.
     xp = get_array_module(taps[0])
     # strided reads are slow in NumPy's loops: each tap is copied once, up front
-    entries = [(xp.ascontiguousarray(window), tap_type(tap)) for tap, window in enumerate(taps)]
+    entries = [(window.copy(order="K"), tap_type(tap)) for tap, window in enumerate(taps)]
     while len(entries) > 1:
         paired = []
         for (first, first_tap), (later, later_tap) in zip(entries[::2], entries[1::2]):
@@ -135,7 +159,7 @@ class MaxPool2d(Function):
         ]
         self.context = (x.shape, kernel_size, stride, padding, dilation, size)
         if not (return_indices or any(self.needs_input_grad)):
-            best = taps[0].copy()
+            best = taps[0].copy(order="K")
             for window in taps[1:]:
                 xp.maximum(best, window, out=best)  # propagates NaN, as PyTorch's output does
             return best
@@ -158,8 +182,9 @@ class MaxPool2d(Function):
         (winner,) = self.saved_arrays
         shape, (kernel_h, kernel_w), stride, padding, dilation, size = self.context
         xp = get_array_module(grad_out)
+        grad_out = _in_layout_of(grad_out, winner)
         out_h, out_w = grad_out.shape[2:]
-        grad = xp.zeros((*shape[:2], *size), dtype=grad_out.dtype)
+        grad = _full_in_layout_of(winner, (*shape[:2], *size), 0, grad_out.dtype)
         # windows that never overlap receive from one output at most: assign, don't add
         overlapping = any(
             s < d * (k - 1) + 1 for s, d, k in zip(stride, dilation, (kernel_h, kernel_w))
@@ -230,10 +255,10 @@ class AvgPool2d(Function):
             )
         # a box sum is separable: sum KH rows, then KW columns of that (KH + KW passes,
         # not KH·KW)
-        rows = padded[:, :, _tap(0, stride[0], out_h)].copy()  # (N, C, OH, WP)
+        rows = padded[:, :, _tap(0, stride[0], out_h)].copy(order="K")  # (N, C, OH, WP)
         for i in range(1, kernel_h):
             rows += padded[:, :, _tap(i, stride[0], out_h)]
-        y = rows[..., _tap(0, stride[1], out_w)].copy()  # (N, C, OH, OW)
+        y = rows[..., _tap(0, stride[1], out_w)].copy(order="K")  # (N, C, OH, OW)
         for j in range(1, kernel_w):
             y += rows[..., _tap(j, stride[1], out_w)]
         y /= divisor
@@ -242,14 +267,14 @@ class AvgPool2d(Function):
 
     def backward(self, grad_out):
         shape, (kernel_h, kernel_w), stride, padding, size, divisor = self.context
-        xp = get_array_module(grad_out)
         out_h, out_w = grad_out.shape[2:]
         # the adjoint of each step in reverse: divide, spread over columns, then rows
         grad = grad_out / divisor
-        rows = xp.zeros((*grad.shape[:3], size[1]), dtype=grad.dtype)  # (N, C, OH, WP)
+        # (N, C, OH, WP)
+        rows = _full_in_layout_of(grad, (*grad.shape[:3], size[1]), 0, grad.dtype)
         for j in range(kernel_w):
             rows[..., _tap(j, stride[1], out_w)] += grad
-        grad_padded = xp.zeros((*shape[:2], *size), dtype=grad.dtype)
+        grad_padded = _full_in_layout_of(grad, (*shape[:2], *size), 0, grad.dtype)
         for i in range(kernel_h):
             grad_padded[:, :, _tap(i, stride[0], out_h)] += rows
         return grad_padded[
