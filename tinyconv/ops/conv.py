@@ -269,24 +269,8 @@ def conv2d_input_grad(
     _, group_channels, kernel_h, kernel_w = weight.shape
     channels = group_channels * groups
     height, width = input_size
-    if stride == (1, 1) and out_channels * height * width <= channels * out_h * out_w:
-        # With stride 1 the adjoint is itself a convolution: correlate the output gradient
-        # with the kernel flipped in space and with in/out channels swapped, padded so the
-        # result is H×W. Its columns are no bigger than col2im's here, and it needs no
-        # scatter.
-        flipped = weight.reshape(groups, out_channels // groups, group_channels, kernel_h, kernel_w)
-        flipped = flipped.transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
-        flipped = flipped.reshape(channels, out_channels // groups, kernel_h, kernel_w)
-        (top, _), (left, _) = padding
-        top_full = dilation[0] * (kernel_h - 1) - top
-        left_full = dilation[1] * (kernel_w - 1) - left
-        full_padding = (
-            (top_full, height - out_h + top),
-            (left_full, width - out_w + left),
-        )
-        return conv2d_forward(
-            grad_out, flipped, None, (1, 1), full_padding, dilation, groups, (height, width)
-        )
+    if stride[1] == 1:
+        return _input_grad_by_rows(grad_out, weight, input_size, stride, padding, dilation, groups)
 
     column_bytes = channels * kernel_h * kernel_w * out_h * out_w * grad_out.itemsize
     order = _order(batch, column_bytes, stride)
@@ -313,6 +297,67 @@ def conv2d_input_grad(
             (out_h, out_w),
         )
         from_workspace(workspace, padding, order, input_size, out=grad_x[start:stop])
+    return grad_x
+
+
+def _input_grad_by_rows(
+    grad_out: Any,
+    weight: Any,
+    input_size: Pair,
+    stride: Pair,
+    padding: Padding,
+    dilation: Pair,
+    groups: int,
+) -> Any:
+    """``conv2d_input_grad`` when the stride along W is 1: half a convolution, half a
+    col2im.
+
+    Input row h receives from output row oh through kernel row i when
+    h = oh·SH + i·DH - top. Along W nothing is strided, so for each kernel row i the
+    sum over output channels and kernel columns j is itself a correlation of dL/dy
+    with the W-flipped kernel: columns over the KW taps only (O·KW rows, read from
+    dL/dy padded along W), one GEMM for every i at once, then a col2im over the KH
+    kernel rows. Its columns are KH times smaller than a full im2col's, and the
+    col2im adds KW times fewer slices than one over all KH·KW taps.
+    """
+    xp = get_array_module(grad_out)
+    batch, out_channels, out_h, out_w = grad_out.shape
+    _, group_channels, kernel_h, kernel_w = weight.shape
+    channels = group_channels * groups
+    height, width = input_size
+    (top, bottom), (left, _) = padding
+    # dL/dy padded along W so that tap j' = KW-1-j of input column w reads output column
+    # w - j·DW + left (the right side reaches the last input column, which a transposed
+    # convolution's output_padding may put past the padding)
+    w_padding = ((0, 0), (dilation[1] * (kernel_w - 1) - left, width - out_w + left))
+    # (O, C/G, KH, KW) -> (G, C/G·KH, O/G·KW): rows (c, i), columns (o, j'), flipped in W
+    kernel_matrix = weight.reshape(
+        groups, out_channels // groups, group_channels, kernel_h, kernel_w
+    )
+    kernel_matrix = kernel_matrix[..., ::-1].transpose(0, 2, 3, 1, 4)
+    kernel_matrix = kernel_matrix.reshape(groups, group_channels * kernel_h, -1)
+    column_bytes = out_channels * kernel_w * out_h * width * grad_out.itemsize
+    order = _order(batch, column_bytes, (1, 1))
+    grad_x = _empty_output(xp, order, (batch, channels, height, width), grad_out.dtype)
+    for start, stop in _batch_chunks(batch, column_bytes):
+        images = stop - start
+        workspace = to_workspace(grad_out[start:stop], w_padding, order)
+        # (O, 1, KW, ...(OH, W) positions...) -> (G, O/G·KW, M)
+        columns = im2col(workspace, order, (1, kernel_w), (1, 1), (1, dilation[1]), (out_h, width))
+        columns = columns.reshape(groups, kernel_matrix.shape[2], -1)
+        # (G, C/G·KH, O/G·KW) @ (G, O/G·KW, M) -> (G, C/G·KH, M): every kernel row's part
+        rows = kernel_matrix @ columns
+        rows = rows.reshape(channels, kernel_h, 1, *layout_shape(order, images, (out_h, width)))
+        workspace = col2im(
+            rows,
+            (channels, *layout_shape(order, images, (height + top + bottom, width))),
+            order,
+            (kernel_h, 1),
+            (stride[0], 1),
+            (dilation[0], 1),
+            (out_h, width),
+        )
+        from_workspace(workspace, ((top, bottom), (0, 0)), order, input_size, grad_x[start:stop])
     return grad_x
 
 
