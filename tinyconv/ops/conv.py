@@ -431,15 +431,19 @@ class ConvTranspose2d(Function):
         stride, padding, dilation, groups = self.options
         needs_x, needs_weight, needs_bias = self.needs_input_grad
         grad_x = grad_weight = grad_bias = None
+        # both gradients read the columns of dL/dy: built once when they are small
+        keep = needs_x and needs_weight
+        keep = keep and _keep_columns(grad_out, weight, stride, padding, dilation)
+        kept = [] if keep else None
         if needs_x:
             # the adjoint of the adjoint: an ordinary convolution of dL/dy
             grad_x = conv2d_forward(
-                grad_out, weight, None, stride, padding, dilation, groups, x.shape[2:]
+                grad_out, weight, None, stride, padding, dilation, groups, x.shape[2:], kept
             )
         if needs_weight:
             # the same sum as Conv2d's, with the roles of input and output swapped
             grad_weight = conv2d_weight_grad(
-                grad_out, x, weight.shape[2:], stride, padding, dilation, groups
+                grad_out, x, weight.shape[2:], stride, padding, dilation, groups, kept
             )
         if needs_bias:
             grad_bias = grad_out.sum(axis=(0, 2, 3))
