@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
-    parser.add_argument("--lr", type=float, default=None, help="default: 0.05 (sgd), 1e-3 (adam)")
+    parser.add_argument("--lr", type=float, default=None, help="default: 0.03 (sgd), 1e-3 (adam)")
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0)
@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # stop after this many batches, as Ctrl-C would (used by the tests)
     args = parser.parse_args(argv)
     if args.lr is None:
-        args.lr = 0.05 if args.optimizer == "sgd" else 1e-3
+        args.lr = 0.03 if args.optimizer == "sgd" else 1e-3
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
