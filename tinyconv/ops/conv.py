@@ -39,6 +39,7 @@ from typing import Any
 from tinyconv.autograd.function import Function
 from tinyconv.backend import get_array_module, release_scratch, scratch
 from tinyconv.ops.im2col import (
+    batch_inner,
     col2im,
     from_workspace,
     im2col,
@@ -398,6 +399,10 @@ class Conv2d(Function):
         stride, padding, dilation, groups = self.options
         needs_x, needs_weight, needs_bias = self.needs_input_grad
         grad_x = grad_weight = grad_bias = None
+        column_bytes = math.prod((*x.shape[1:2], *weight.shape[2:], *grad_out.shape[2:]))
+        if _order(x.shape[0], column_bytes * x.itemsize, stride) == "hwn":
+            # both gradients read dL/dy with the batch innermost: one transpose, shared
+            grad_out = batch_inner(grad_out)
         if needs_x:
             # dL/dx = conv_transpose2d(dL/dy, W): the adjoint of a strided correlation
             grad_x = conv2d_input_grad(

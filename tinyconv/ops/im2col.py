@@ -28,6 +28,7 @@ from typing import Any
 from tinyconv.backend import as_strided, get_array_module, scratch
 
 __all__ = [
+    "batch_inner",
     "col2im",
     "from_workspace",
     "im2col",
@@ -101,6 +102,13 @@ def _nchw_to(x: Any, order: str) -> Any:
 def _to_nchw(x: Any, order: str) -> Any:
     # (C, *order) -> (N, C, H, W)
     return x.transpose(1, 0, 2, 3) if order == "nhw" else x.transpose(3, 0, 1, 2)
+
+
+def batch_inner(x: Any) -> Any:
+    """(N, C, H, W) values stored as (C, H, W, N), the "hwn" order's layout: a view of
+    ``x`` when it is stored so already, else one transposing copy."""
+    xp = get_array_module(x)
+    return xp.ascontiguousarray(_nchw_to(x, "hwn")).transpose(3, 0, 1, 2)
 
 
 def positions_to_layout(grad_out: Any, order: str) -> Any:
