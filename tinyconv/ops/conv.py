@@ -98,9 +98,11 @@ _BATCH_INNER_CHUNK = 32 * 2**20
 def _batch_chunks(batch: int, bytes_per_image: int, order: str) -> list[tuple[int, int]]:
     chunk = _BATCH_INNER_CHUNK if order == "hwn" else _CACHE_FRIENDLY_CHUNK
     budget = min(_workspace_limit, chunk)
+    if batch == 0:
+        return []
     most = max(1, budget // max(bytes_per_image, 1))
     # chunks of equal size: 128 images as 64 + 64 rather than 107 + 21
-    images = -(-batch // -(-batch // most)) if batch else 1
+    images = math.ceil(batch / math.ceil(batch / most))
     return [(start, min(start + images, batch)) for start in range(0, batch, images)]
 
 
