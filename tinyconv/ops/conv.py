@@ -289,6 +289,10 @@ def conv2d_input_grad(
     height, width = input_size
     if stride[1] == 1:
         return _input_grad_by_rows(grad_out, weight, input_size, stride, padding, dilation, groups)
+    if dilation[1] == 1:
+        return _input_grad_by_column_phases(
+            grad_out, weight, input_size, stride, padding, dilation, groups
+        )
 
     column_bytes = channels * kernel_h * kernel_w * out_h * out_w * grad_out.itemsize
     order = _order(batch, column_bytes, stride)
@@ -376,6 +380,63 @@ def _input_grad_by_rows(
             (out_h, width),
         )
         from_workspace(workspace, ((top, bottom), (0, 0)), order, input_size, grad_x[start:stop])
+    return grad_x
+
+
+def _input_grad_by_column_phases(
+    grad_out: Any,
+    weight: Any,
+    input_size: Pair,
+    stride: Pair,
+    padding: Padding,
+    dilation: Pair,
+    groups: int,
+) -> Any:
+    """``conv2d_input_grad`` when the stride along W is SW > 1 and the dilation along W
+    is 1: SW problems with stride 1 along W, one per phase of the input's columns.
+
+    Input column w receives from output column ow through kernel column j when
+    w + left = ow·SW + j. So the columns with (w + left) mod SW = φ receive only from
+    the kernel columns j = φ, φ + SW, φ + 2·SW, ...; with u = (w + left - φ) / SW and
+    j = φ + SW·j', that is w-phase index u = ow + j': a stride-1 input gradient with the
+    kernel's columns φ::SW, which ``_input_grad_by_rows`` computes.
+    """
+    xp = get_array_module(grad_out)
+    batch = grad_out.shape[0]
+    channels = weight.shape[1] * groups
+    height, width = input_size
+    (top, bottom), (left, _) = padding
+    # every phase reads all of dL/dy: if they work batch-inner, transpose it once, here
+    _, out_channels, out_h, out_w = grad_out.shape
+    widest = -(-weight.shape[3] // stride[1]) * -(-width // stride[1])  # KW'·W' at most
+    if _order(batch, out_channels * widest * out_h * grad_out.itemsize, (1, 1)) == "hwn":
+        grad_out = batch_inner(grad_out)
+    grad_x = None
+    for first in range(min(stride[1], width)):  # the first input column of each phase
+        phase = (first + left) % stride[1]
+        taps = weight[..., phase :: stride[1]]  # (O, C/G, KH, KW'): the columns it meets
+        columns = slice(first, width, stride[1])
+        count = len(range(first, width, stride[1]))
+        if taps.shape[3] == 0:  # no kernel column reaches these inputs
+            part = xp.zeros((batch, channels, height, count), dtype=grad_out.dtype)
+        else:
+            # the phase's input column 0 is phase index u0 = (first + left - φ) / SW
+            shift = (first + left - phase) // stride[1]
+            part = _input_grad_by_rows(
+                grad_out,
+                taps,
+                (height, count),
+                (stride[0], 1),
+                ((top, bottom), (shift, 0)),
+                (dilation[0], 1),
+                groups,
+            )
+        if grad_x is None:  # in the layout the parts come in
+            order = "hwn" if part.strides[0] == part.itemsize and batch > 1 else "nhw"
+            grad_x = _empty_output(xp, order, (batch, channels, height, width), part.dtype)
+        grad_x[..., columns] = part
+    if grad_x is None:  # no input columns at all
+        return xp.zeros((batch, channels, height, width), dtype=grad_out.dtype)
     return grad_x
 
 
