@@ -281,7 +281,12 @@ def conv2d_input_grad(
     groups: int,
 ) -> Any:
     """dL/dx of ``conv2d_forward``, which is also the transposed convolution of
-    ``grad_out``: (N, O, OH, OW), (O, C/G, KH, KW) -> (N, C, H, W)."""
+    ``grad_out``: (N, O, OH, OW), (O, C/G, KH, KW) -> (N, C, H, W).
+
+    With stride 1 along W, half a convolution and half a col2im (``_input_grad_by_rows``);
+    with a stride along W but no dilation, that once per phase of the input's columns;
+    otherwise W^T @ dL/dy and a col2im over all KH·KW taps.
+    """
     xp = get_array_module(grad_out)
     batch, out_channels, out_h, out_w = grad_out.shape
     _, group_channels, kernel_h, kernel_w = weight.shape
