@@ -96,10 +96,10 @@ _BATCH_INNER_CHUNK = 32 * 2**20
 
 
 def _batch_chunks(batch: int, bytes_per_image: int, order: str) -> list[tuple[int, int]]:
-    chunk = _BATCH_INNER_CHUNK if order == "hwn" else _CACHE_FRIENDLY_CHUNK
-    budget = min(_workspace_limit, chunk)
     if batch == 0:
         return []
+    chunk = _BATCH_INNER_CHUNK if order == "hwn" else _CACHE_FRIENDLY_CHUNK
+    budget = min(_workspace_limit, chunk)
     most = max(1, budget // max(bytes_per_image, 1))
     # chunks of equal size: 128 images as 64 + 64 rather than 107 + 21
     images = math.ceil(batch / math.ceil(batch / most))
@@ -137,12 +137,21 @@ def _order(batch: int, column_bytes: int, stride: Pair) -> str:
     per image.
 
     With the batch innermost, a stride-1 kernel's column copies run along OW·N elements
-    rather than OW; that pays for the transposes into and out of that order when a
-    cache-sized chunk holds many images (LeNet's layers: 25-40% faster), not when it
-    holds a few large ones (a 64-channel 32×32 layer: 5-20% slower).
+    rather than OW; that pays for the transposes into that order when a cache-sized
+    chunk holds many images (LeNet's layers: 25-40% faster), not when it holds a few
+    large ones (a 64-channel 32×32 layer: 5-20% slower).
     """
     images = min(batch, _CACHE_FRIENDLY_CHUNK // max(column_bytes, 1))
     return "hwn" if images >= 32 and stride == (1, 1) else "nhw"
+
+
+def _columns_and_order(
+    batch: int, column_rows: int, positions: Pair, itemsize: int, stride: Pair
+) -> tuple[int, str]:
+    """(bytes of one image's columns, the workspace order) for a column matrix of
+    ``column_rows`` rows over ``positions`` (rows, columns) per image."""
+    column_bytes = column_rows * positions[0] * positions[1] * itemsize
+    return column_bytes, _order(batch, column_bytes, stride)
 
 
 def _empty_output(xp: Any, order: str, shape: tuple[int, ...], dtype: Any) -> Any:
@@ -183,8 +192,9 @@ def conv2d_forward(
             conv_output_size(width, kernel_w, stride[1], padding[1], dilation[1]),
         )
     out_h, out_w = out_size
-    column_bytes = channels * kernel_h * kernel_w * out_h * out_w * x.itemsize
-    order = _order(batch, column_bytes, stride)
+    column_bytes, order = _columns_and_order(
+        batch, channels * kernel_h * kernel_w, out_size, x.itemsize, stride
+    )
     # (O, C/G, KH, KW) -> (G, O/G, C/G·KH·KW): one row per output channel
     kernel_matrix = weight.reshape(groups, out_channels // groups, -1)
     y = _empty_output(xp, order, (batch, out_channels, out_h, out_w), x.dtype)
@@ -243,8 +253,9 @@ def conv2d_weight_grad(
     """
     batch, channels, _, _ = x.shape
     _, out_channels, out_h, out_w = grad_out.shape
-    column_bytes = channels * kernel_size[0] * kernel_size[1] * out_h * out_w * x.itemsize
-    order = _order(batch, column_bytes, stride)
+    column_bytes, order = _columns_and_order(
+        batch, channels * kernel_size[0] * kernel_size[1], (out_h, out_w), x.itemsize, stride
+    )
     grad_weight = None
     if kept_columns is None:
         chunks = [(start, stop, None) for start, stop in _batch_chunks(batch, column_bytes, order)]
@@ -287,20 +298,21 @@ def conv2d_input_grad(
     with a stride along W but no dilation, that once per phase of the input's columns;
     otherwise W^T @ dL/dy and a col2im over all KH·KW taps.
     """
-    xp = get_array_module(grad_out)
-    batch, out_channels, out_h, out_w = grad_out.shape
-    _, group_channels, kernel_h, kernel_w = weight.shape
-    channels = group_channels * groups
-    height, width = input_size
     if stride[1] == 1:
         return _input_grad_by_rows(grad_out, weight, input_size, stride, padding, dilation, groups)
     if dilation[1] == 1:
         return _input_grad_by_column_phases(
             grad_out, weight, input_size, stride, padding, dilation, groups
         )
+    xp = get_array_module(grad_out)
+    batch, out_channels, out_h, out_w = grad_out.shape
+    _, group_channels, kernel_h, kernel_w = weight.shape
+    channels = group_channels * groups
+    height, width = input_size
 
-    column_bytes = channels * kernel_h * kernel_w * out_h * out_w * grad_out.itemsize
-    order = _order(batch, column_bytes, stride)
+    column_bytes, order = _columns_and_order(
+        batch, channels * kernel_h * kernel_w, (out_h, out_w), grad_out.itemsize, stride
+    )
     (top, bottom), (left, right) = padding
     kernel_matrix = weight.reshape(groups, out_channels // groups, -1)  # (G, O/G, C/G·KH·KW)
     grad_x = _empty_output(xp, order, (batch, channels, height, width), grad_out.dtype)
@@ -363,8 +375,9 @@ def _input_grad_by_rows(
     )
     kernel_matrix = kernel_matrix[..., ::-1].transpose(0, 2, 3, 1, 4)
     kernel_matrix = kernel_matrix.reshape(groups, group_channels * kernel_h, -1)
-    column_bytes = out_channels * kernel_w * out_h * width * grad_out.itemsize
-    order = _order(batch, column_bytes, (1, 1))
+    column_bytes, order = _columns_and_order(
+        batch, out_channels * kernel_w, (out_h, width), grad_out.itemsize, (1, 1)
+    )
     grad_x = _empty_output(xp, order, (batch, channels, height, width), grad_out.dtype)
     for start, stop in _batch_chunks(batch, column_bytes, order):
         images = stop - start
@@ -412,9 +425,12 @@ def _input_grad_by_column_phases(
     height, width = input_size
     (top, bottom), (left, _) = padding
     # every phase reads all of dL/dy: if they work batch-inner, transpose it once, here
-    _, out_channels, out_h, out_w = grad_out.shape
-    widest = -(-weight.shape[3] // stride[1]) * -(-width // stride[1])  # KW'·W' at most
-    if _order(batch, out_channels * widest * out_h * grad_out.itemsize, (1, 1)) == "hwn":
+    _, out_channels, out_h, _ = grad_out.shape
+    widest = (math.ceil(weight.shape[3] / stride[1]), math.ceil(width / stride[1]))  # KW', W'
+    _, order = _columns_and_order(
+        batch, out_channels * widest[0], (out_h, widest[1]), grad_out.itemsize, (1, 1)
+    )
+    if order == "hwn":
         grad_out = batch_inner(grad_out)
     grad_x = None
     for first in range(min(stride[1], width)):  # the first input column of each phase
@@ -467,8 +483,11 @@ class Conv2d(Function):
         stride, padding, dilation, groups = self.options
         needs_x, needs_weight, needs_bias = self.needs_input_grad
         grad_x = grad_weight = grad_bias = None
-        column_bytes = math.prod((*x.shape[1:2], *weight.shape[2:], *grad_out.shape[2:]))
-        if _order(x.shape[0], column_bytes * x.itemsize, stride) == "hwn":
+        column_rows = x.shape[1] * weight.shape[2] * weight.shape[3]
+        _, order = _columns_and_order(
+            x.shape[0], column_rows, grad_out.shape[2:], x.itemsize, stride
+        )
+        if order == "hwn":  # as the forward chose
             # both gradients read dL/dy with the batch innermost: one transpose, shared
             grad_out = batch_inner(grad_out)
         if needs_x:
