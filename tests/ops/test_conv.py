@@ -8,6 +8,7 @@ import numpy
 import pytest
 
 import tinyconv as tc
+from tinyconv import backend
 from tinyconv.nn import conv_functional as F
 from tinyconv.ops import conv as conv_ops
 from tinyconv.ops.sizes import normalize_padding
@@ -179,6 +180,46 @@ def test_both_workspace_orders_and_chunked_batches_give_the_same_numbers(monkeyp
     for result in results[1:]:
         for ours, first in zip(result, results[0]):
             numpy.testing.assert_allclose(ours, first, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("padding", [0, 1])
+def test_staged_batch_inner_copies_match_a_plain_transpose(monkeypatch, padding):
+    # images of 2 KiB (4 channels of 8×8 float64) take the staged copy; a stage of three
+    # channels leaves a remainder block of one
+    monkeypatch.setattr(backend, "_STAGE_BYTES", 3 * 6 * 8 * 8 * 8)
+    rng = numpy.random.default_rng(12)
+    src = rng.standard_normal((6, 4, 8, 8))
+    assert src.strides[0] % 2048 == 0
+    for source in (src, src[:, :, ::-1]):  # and a source that is not contiguous
+        out = numpy.zeros((4, 8 + 2 * padding, 8 + 2 * padding, 6))
+        interior = out[:, padding : padding + 8, padding : padding + 8]
+        backend.copy_batch_innermost(interior, source)
+        expected = numpy.zeros_like(out)
+        expected[:, padding : padding + 8, padding : padding + 8] = numpy.moveaxis(source, 0, -1)
+        numpy.testing.assert_array_equal(out, expected)
+
+
+def test_batch_inner_order_with_images_of_a_power_of_two_bytes(monkeypatch):
+    # the staged transposes into and out of the batch-inner order, against the loops
+    monkeypatch.setattr(conv_ops, "_order", lambda *shape: "hwn")
+    monkeypatch.setattr(backend, "_STAGE_BYTES", 3 * 8 * 8 * 8 * 8)
+    rng = numpy.random.default_rng(13)
+    x, weight = rng.standard_normal((8, 4, 8, 8)), rng.standard_normal((4, 4, 3, 3))
+    grad_out = rng.standard_normal((8, 4, 8, 8))
+    padding = ((1, 1), (1, 1))
+    y = conv_ops.conv2d_forward(x, weight, None, (1, 1), padding, (1, 1), 1)
+    numpy.testing.assert_allclose(y, naive_conv2d(x, weight, padding=1), atol=1e-12)
+    grad_x = conv_ops.conv2d_input_grad(grad_out, weight, (8, 8), (1, 1), padding, (1, 1), 1)
+    expected = naive_conv_transpose2d(grad_out, weight, padding=1)  # its adjoint
+    numpy.testing.assert_allclose(grad_x, expected, atol=1e-12)
+    grad_weight = conv_ops.conv2d_weight_grad(x, grad_out, (3, 3), (1, 1), padding, (1, 1), 1)
+    padded = numpy.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    expected = numpy.zeros_like(weight)
+    for i in range(3):
+        for j in range(3):
+            window = padded[:, :, i : i + 8, j : j + 8]
+            expected[:, :, i, j] = numpy.einsum("nohw,nchw->oc", grad_out, window)
+    numpy.testing.assert_allclose(grad_weight, expected, atol=1e-12)
 
 
 def test_batch_inner_outputs_flow_through_relu_pooling_and_the_next_convolution(monkeypatch):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinyconv.backend import as_strided, get_array_module, scratch
+from tinyconv.backend import as_strided, copy_batch_innermost, get_array_module, scratch
 
 __all__ = [
     "batch_inner",
@@ -79,7 +79,11 @@ def to_workspace(x: Any, padding: tuple[Pair, Pair], order: str) -> Any:
     rows = slice(max(top, 0), max(top, 0) + source.shape[2])
     cols = slice(max(left, 0), max(left, 0) + source.shape[3])
     where = {"n": slice(None), "h": rows, "w": cols}
-    workspace[(slice(None), *(where[axis] for axis in order))] = _nchw_to(source, order)
+    interior = workspace[(slice(None), *(where[axis] for axis in order))]
+    if order == "hwn":
+        copy_batch_innermost(interior, source)
+    else:
+        interior[...] = _nchw_to(source, order)
     return workspace
 
 
@@ -107,15 +111,22 @@ def _to_nchw(x: Any, order: str) -> Any:
 def batch_inner(x: Any) -> Any:
     """(N, C, H, W) values stored as (C, H, W, N), the "hwn" order's layout: a view of
     ``x`` when it is stored so already, else one transposing copy."""
-    xp = get_array_module(x)
-    return xp.ascontiguousarray(_nchw_to(x, "hwn")).transpose(3, 0, 1, 2)
+    moved = _nchw_to(x, "hwn")
+    if moved.flags.c_contiguous:
+        return x
+    stored = get_array_module(x).empty(moved.shape, dtype=x.dtype)
+    copy_batch_innermost(stored, x)
+    return stored.transpose(3, 0, 1, 2)
 
 
 def positions_to_layout(grad_out: Any, order: str) -> Any:
     """(N, O, OH, OW) -> contiguous (O, M), the output positions in workspace order."""
-    xp = get_array_module(grad_out)
     moved = _nchw_to(grad_out, order)
-    return xp.ascontiguousarray(moved).reshape(moved.shape[0], -1)
+    if order == "nhw" or moved.flags.c_contiguous:
+        return get_array_module(grad_out).ascontiguousarray(moved).reshape(moved.shape[0], -1)
+    stored = get_array_module(grad_out).empty(moved.shape, dtype=grad_out.dtype)
+    copy_batch_innermost(stored, grad_out)
+    return stored.reshape(moved.shape[0], -1)
 
 
 def positions_from_layout(values: Any, order: str, out_size: Pair, batch: int) -> Any:
