@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import threading
 from types import ModuleType
 from typing import Any
 
@@ -195,31 +196,45 @@ def copy_batch_innermost(out: Any, src: Any) -> None:
         out[first:last] = stage.transpose(1, 2, 3, 0)
 
 
-_scratch_buffers: dict[Any, Any] = {}
+class _ScratchBuffers(threading.local):
+    # one set per thread: two threads running convolutions at once must not share one
+    def __init__(self) -> None:
+        self.by_dtype: dict[Any, Any] = {}
+
+
+_scratch = _ScratchBuffers()
+_scratch_generation = 0  # bumped by release_scratch, so every thread drops its buffers
 
 
 def scratch(shape: tuple[int, ...], dtype: Any, like: Any) -> Any:
-    """An uninitialised array for a large temporary, valid until the next call.
+    """An uninitialised array for a large temporary, valid until the same thread's
+    next call.
 
     NumPy takes every large array from the operating system, which zeroes each fresh
     page on first touch: for an im2col buffer that costs about as much as filling it.
-    So on the CPU one buffer per dtype is kept and handed out again. CuPy's memory pool
-    already reuses device memory, so there this is a plain ``empty``.
+    So on the CPU one buffer per dtype (and thread) is kept and handed out again.
+    CuPy's memory pool already reuses device memory, so there this is a plain ``empty``.
     """
     if _is_cupy_array(like):
         return cupy_module().empty(shape, dtype=dtype)
+    buffers = _scratch.by_dtype
+    if buffers.get("generation") != _scratch_generation:
+        buffers.clear()
+        buffers["generation"] = _scratch_generation
     size = int(numpy.prod(shape))
     key = numpy.dtype(dtype)
-    buffer = _scratch_buffers.get(key)
+    buffer = buffers.get(key)
     if buffer is None or buffer.size < size:
-        _scratch_buffers.pop(key, None)  # let the old one go before taking a bigger one
-        buffer = _scratch_buffers[key] = numpy.empty(size, dtype=key)
+        buffers.pop(key, None)  # let the old one go before taking a bigger one
+        buffer = buffers[key] = numpy.empty(size, dtype=key)
     return buffer[:size].reshape(shape)
 
 
 def release_scratch() -> None:
-    """Free the buffers ``scratch`` keeps."""
-    _scratch_buffers.clear()
+    """Free the buffers ``scratch`` keeps (another thread's, at its next call)."""
+    global _scratch_generation
+    _scratch_generation += 1
+    _scratch.by_dtype.clear()
 
 
 _generators: dict[str, Any] = {}

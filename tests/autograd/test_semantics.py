@@ -6,6 +6,7 @@ Expected gradients are worked out by hand in each test (d(3x)/dx = 3, ...).
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
 
 import numpy
@@ -232,6 +233,58 @@ def test_grad_mode_is_restored_when_the_block_raises():
     with pytest.raises(ValueError), tc.no_grad():
         raise ValueError
     assert tc.is_grad_enabled()
+
+
+def test_grad_mode_belongs_to_a_thread():
+    # as in PyTorch: a new thread records, whatever the mode of the thread that made it,
+    # and its no_grad leaves the other thread recording
+    seen = {}
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def evaluate():
+        seen["at start"] = tc.is_grad_enabled()
+        with tc.no_grad():
+            inside.set()
+            leave.wait(timeout=10)
+        seen["after"] = tc.is_grad_enabled()
+
+    with tc.no_grad():
+        worker = threading.Thread(target=evaluate)
+        worker.start()
+        inside.wait(timeout=10)
+    x = leaf([1.0], "cpu")
+    assert tc.is_grad_enabled() and (x * 2.0).grad_fn is not None  # the worker is in no_grad
+    leave.set()
+    worker.join()
+    assert seen == {"at start": True, "after": True}
+
+
+def test_two_threads_train_with_no_grad_updates_at_once():
+    # each thread's optimizer step runs under no_grad; with one mode for the whole
+    # process, one thread's exit from no_grad left the other's backward with no graph
+    def train(seed, results):
+        rng = numpy.random.default_rng(seed)
+        weight = tc.tensor(rng.standard_normal((4, 3)), requires_grad=True)
+        x, target = tc.tensor(rng.standard_normal((8, 4))), rng.standard_normal((8, 3))
+        expected = weight.detach().numpy().copy()
+        for _ in range(200):
+            loss = ((x @ weight - tc.tensor(target)) ** 2).sum()
+            loss.backward()
+            with tc.no_grad():
+                weight -= 0.001 * weight.grad
+            weight.grad = None
+            # the same step by hand: dL/dW = 2 x^T (x W - t)
+            expected -= 0.001 * 2 * x.numpy().T @ (x.numpy() @ expected - target)
+        results[seed] = numpy.abs(weight.detach().numpy() - expected).max()
+
+    results = {}
+    workers = [threading.Thread(target=train, args=(seed, results)) for seed in (1, 2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert sorted(results) == [1, 2] and max(results.values()) < 1e-9
 
 
 def test_set_grad_enabled_false_as_a_context_manager(device):

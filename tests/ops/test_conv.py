@@ -4,6 +4,8 @@ hundreds of random configurations."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy
 import pytest
 
@@ -268,6 +270,28 @@ def test_products_over_blocks_of_positions_match_the_definition(monkeypatch):
             window = padded[:, :, i : i + 6, j : j + 5]
             expected[:, :, i, j] = numpy.einsum("nohw,nchw->oc", grad_out, window)
     numpy.testing.assert_allclose(grad_weight, expected, atol=1e-12)
+
+
+def test_convolutions_in_two_threads_at_once_give_their_own_results():
+    # im2col reuses a scratch buffer; each thread must have its own
+    rng = numpy.random.default_rng(14)
+    weight = rng.standard_normal((8, 4, 3, 3)).astype(numpy.float32)
+    inputs = [rng.standard_normal((4, 4, 24, 24)).astype(numpy.float32) for _ in range(2)]
+    options = ((1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    expected = [conv_ops.conv2d_forward(x, weight, None, *options) for x in inputs]
+    mismatches = []
+
+    def convolve(x, reference):
+        for _ in range(300):
+            if not numpy.array_equal(conv_ops.conv2d_forward(x, weight, None, *options), reference):
+                mismatches.append(1)
+
+    workers = [threading.Thread(target=convolve, args=pair) for pair in zip(inputs, expected)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert not mismatches
 
 
 def test_workspace_limit_is_settable_and_checked():

@@ -118,7 +118,7 @@ class Function:
                 arrays.append(arg)
         if device is None:
             raise TypeError(f"{function.name}: expected at least one Tensor argument")
-        recording = requires_grad and grad_mode._enabled
+        recording = requires_grad and grad_mode.is_grad_enabled()
         if recording:
             function.needs_input_grad = tuple(
                 isinstance(arg, Tensor) and arg._requires_grad for arg in args
@@ -148,7 +148,7 @@ class Function:
             else:
                 edges.append(None)
         self.next_edges = tuple(edges)
-        if grad_mode._keeping_inputs:
+        if grad_mode.is_keeping_inputs():
             # for create_graph: the tensors behind the saved arrays (outputs too, which
             # makes a reference cycle: only in this mode, and the collector frees it)
             self.inputs = args

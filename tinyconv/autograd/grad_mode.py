@@ -1,15 +1,27 @@
-"""Grad mode: whether ops record a graph. ``no_grad`` and ``enable_grad`` switch it."""
+"""Grad mode: whether ops record a graph. ``no_grad`` and ``enable_grad`` switch it.
+
+As in PyTorch, the mode belongs to a thread: a thread that evaluates under ``no_grad``
+leaves another thread's training recording, and every new thread starts with
+recording on.
+"""
 
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any
 
 __all__ = ["enable_grad", "is_grad_enabled", "keep_inputs", "no_grad", "set_grad_enabled"]
 
-_enabled = True
-_keeping_inputs = False
+
+class _ThreadState(threading.local):
+    # each thread sees its own copy, starting from these values
+    enabled = True
+    keeping_inputs = False
+
+
+_state = _ThreadState()
 
 
 class keep_inputs:
@@ -18,35 +30,34 @@ class keep_inputs:
     output for backward (relu, exp) would otherwise keep its input alive as well."""
 
     def __enter__(self) -> None:
-        global _keeping_inputs
-        self.previous = _keeping_inputs
-        _keeping_inputs = True
+        self.previous = _state.keeping_inputs
+        _state.keeping_inputs = True
 
     def __exit__(self, *exc_info: Any) -> None:
-        global _keeping_inputs
-        _keeping_inputs = self.previous
+        _state.keeping_inputs = self.previous
 
 
 def is_grad_enabled() -> bool:
-    return _enabled
+    return _state.enabled
+
+
+def is_keeping_inputs() -> bool:
+    return _state.keeping_inputs
 
 
 class set_grad_enabled:
     """Turn recording on or off: a context manager, a decorator, or a plain call."""
 
     def __init__(self, mode: bool) -> None:
-        global _enabled
         self.mode = bool(mode)
-        self.previous = _enabled
-        _enabled = self.mode  # like PyTorch, the plain call takes effect at once
+        self.previous = _state.enabled
+        _state.enabled = self.mode  # like PyTorch, the plain call takes effect at once
 
     def __enter__(self) -> None:
-        global _enabled
-        _enabled = self.mode
+        _state.enabled = self.mode
 
     def __exit__(self, *exc_info: Any) -> None:
-        global _enabled
-        _enabled = self.previous
+        _state.enabled = self.previous
 
     def __call__(self, func: Callable) -> Callable:
         mode = self.mode
@@ -65,13 +76,11 @@ class _GradModeContext:
     mode = True
 
     def __enter__(self) -> None:
-        global _enabled
-        self.previous = _enabled
-        _enabled = self.mode
+        self.previous = _state.enabled
+        _state.enabled = self.mode
 
     def __exit__(self, *exc_info: Any) -> None:
-        global _enabled
-        _enabled = self.previous
+        _state.enabled = self.previous
 
     def __call__(self, func: Callable) -> Callable:
         context_type = type(self)
