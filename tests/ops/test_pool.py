@@ -257,6 +257,22 @@ def test_max_pool2d_gradient_matches_finite_differences(options, layout, device)
     assert tc.gradcheck(lambda x: F.max_pool2d(x, **options), [x])
 
 
+def test_max_pool2d_backward_copies_a_gradient_of_2_kib_images_into_the_batch_inner_layout():
+    # an NCHW upstream gradient whose images are 2 KiB (4 channels of 8×8 float64) is
+    # copied into the batch-inner layout of the saved winners through a staging buffer
+    values = numpy.random.default_rng(5).permutation(4 * 4 * 16 * 16).reshape(4, 4, 16, 16)
+    x = _leaf(_laid_out(values / 10.0, "batch-inner"))
+    grad_out = numpy.random.default_rng(6).standard_normal((4, 4, 8, 8))
+    assert grad_out.strides[0] % 2048 == 0
+    F.max_pool2d(x, 2).backward(tc.tensor(grad_out))
+    # each window's gradient goes to its maximum (the values are distinct)
+    windows = values.reshape(4, 4, 8, 2, 8, 2).transpose(0, 1, 2, 4, 3, 5).reshape(4, 4, 8, 8, 4)
+    expected = numpy.zeros((4, 4, 8, 8, 4))
+    numpy.put_along_axis(expected, windows.argmax(-1)[..., None], grad_out[..., None], axis=-1)
+    expected = expected.reshape(4, 4, 8, 8, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(4, 4, 16, 16)
+    numpy.testing.assert_array_equal(to_numpy(x.grad), expected)
+
+
 AVG_GRID = [
     {"kernel_size": 2},
     {"kernel_size": 3, "stride": 1, "padding": 1},

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from tinyconv.autograd.function import Function
-from tinyconv.backend import get_array_module, scatter_add
+from tinyconv.backend import copy_batch_innermost, get_array_module, scatter_add
 from tinyconv.ops.sizes import adaptive_pool_windows
 
 __all__ = ["AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "AvgPool2d", "MaxPool2d"]
@@ -69,7 +69,10 @@ def _in_layout_of(array: Any, like: Any) -> Any:
     if _memory_order(array) == _memory_order(like):
         return array
     moved = _full_in_layout_of(like, array.shape, 0, array.dtype)
-    moved[...] = array
+    if array.ndim == 4 and _memory_order(like) == [1, 2, 3, 0]:  # into the batch-inner layout
+        copy_batch_innermost(moved.transpose(1, 2, 3, 0), array)
+    else:
+        moved[...] = array
     return moved
 
 
