@@ -1,6 +1,7 @@
 """trace() records the backward pass step by step; graph_size() sees graphs come and go."""
 
 import gc
+import threading
 
 import numpy
 import pytest
@@ -127,11 +128,11 @@ def test_trace_table_has_a_row_per_step_and_a_line_per_extra_gradient():
 
 
 def test_trace_unregisters_on_exit_even_after_an_error():
-    before = list(engine.observers)
+    before = list(engine.observers())
     with pytest.raises(KeyError):
         with trace():
             raise KeyError("inside the block")
-    assert engine.observers == before
+    assert engine.observers() == before
     _, t = two_layer_net()
     loss = forward(t)
     with trace() as recorded:
@@ -214,3 +215,25 @@ def test_graph_size_walks_a_graph_deeper_than_the_recursion_limit():
     for _ in range(3000):
         y = y * 1.0
     assert graph_size(y) == 3000
+
+
+def test_a_trace_records_only_its_own_threads_backward():
+    _, t = two_layer_net()
+    other_loss = forward(t)
+    started, finish = threading.Event(), threading.Event()
+
+    def backward_elsewhere():
+        started.wait(timeout=10)
+        other_loss.backward()  # while the main thread's trace is open
+        finish.set()
+
+    worker = threading.Thread(target=backward_elsewhere)
+    worker.start()
+    loss = forward(t)
+    with trace() as recorded:
+        started.set()
+        finish.wait(timeout=10)
+        assert len(recorded) == 0
+        loss.backward()
+    worker.join()
+    assert recorded.ops == ["MSELoss", "Linear", "ReLU", "Linear"]

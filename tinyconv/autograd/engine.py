@@ -8,6 +8,7 @@ their gradient at the end, added to ``.grad``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,8 +19,19 @@ from tinyconv.tensor import Tensor
 
 __all__ = ["backward", "grad"]
 
-# Observers of the walk (``tinyconv.autograd.trace``); empty in ordinary runs.
-observers: list = []
+
+class _Observers(threading.local):
+    def __init__(self) -> None:
+        self.active: list = []
+
+
+_observers = _Observers()
+
+
+def observers() -> list:
+    """This thread's observers of the walk (``tinyconv.autograd.trace``): a trace records
+    the backward passes of the thread that opened it. Empty in ordinary runs."""
+    return _observers.active
 
 
 def backward(
@@ -184,7 +196,7 @@ def _run(
                 f"{node.name}.backward returned {len(input_grads)} gradients for "
                 f"{len(node.next_edges)} inputs"
             )
-        for observer in observers:
+        for observer in _observers.active:
             observer.record(node, grads, input_grads)
         if not retain_graph:
             node.release()

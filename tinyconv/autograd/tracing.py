@@ -6,8 +6,9 @@
     t.steps[0].op       # 'CrossEntropy'
 
 The engine calls ``record(node, grads, input_grads)`` on every object in
-``engine.observers`` right after a node's backward; a trace is such an observer
-while its ``with`` block runs, and costs nothing outside it.
+``engine.observers()`` right after a node's backward; a trace is such an observer
+while its ``with`` block runs, in the thread that opened it, and costs nothing
+outside it.
 """
 
 from __future__ import annotations
@@ -143,13 +144,13 @@ class Trace:
     def __enter__(self) -> Trace:
         from tinyconv.autograd import engine  # noqa: PLC0415  (engine imports Tensor)
 
-        engine.observers.append(self)
+        engine.observers().append(self)
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         from tinyconv.autograd import engine  # noqa: PLC0415
 
-        engine.observers.remove(self)
+        engine.observers().remove(self)
 
 
 def trace() -> Trace:
