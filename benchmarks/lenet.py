@@ -50,6 +50,8 @@ def _torch_step(batch_size: int, device: str):
     from torch import nn
 
     torch.manual_seed(0)
+    # the example's build_lenet5(nn) builds this too, but importing it imports tinyconv,
+    # which tunes this process's malloc: PyTorch's side is written out instead
     model = nn.Sequential(
         nn.Conv2d(1, 6, 5, padding=2),
         nn.ReLU(),

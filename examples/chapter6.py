@@ -21,6 +21,10 @@ from typing import Any
 
 import numpy
 
+# LeNet-5 as the main example trains it (this folder is on the path when a script in
+# it runs)
+from lenet_mnist import build_lenet5
+
 import tinyconv as tc
 import tinyconv.nn as nn
 import tinyconv.nn.functional as F
@@ -311,24 +315,6 @@ def _input_gradient(X: tc.Tensor, K: tc.Tensor, upstream: tc.Tensor) -> tc.Tenso
 
 
 # -- receptive field and cost, from summary -------------------------------------------------
-
-
-def build_lenet5() -> nn.Sequential:
-    """LeNet-5 as examples/lenet_mnist.py builds it (ReLU, max pooling)."""
-    return nn.Sequential(
-        nn.Conv2d(1, 6, kernel_size=5, padding=2),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, kernel_size=5),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(16 * 5 * 5, 120),
-        nn.ReLU(),
-        nn.Linear(120, 84),
-        nn.ReLU(),
-        nn.Linear(84, 10),
-    )
 
 
 def receptive_field() -> list[Check]:

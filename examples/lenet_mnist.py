@@ -34,21 +34,25 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 WEIGHTS_NAME = "lenet5.safetensors"
 
 
-def build_lenet5() -> nn.Sequential:
-    """LeNet-5 with ReLU and max pooling: 1x28x28 digits to 10 class logits."""
-    return nn.Sequential(
-        nn.Conv2d(1, 6, kernel_size=5, padding=2),  # (N, 6, 28, 28)
-        nn.ReLU(),
-        nn.MaxPool2d(2),  # (N, 6, 14, 14)
-        nn.Conv2d(6, 16, kernel_size=5),  # (N, 16, 10, 10)
-        nn.ReLU(),
-        nn.MaxPool2d(2),  # (N, 16, 5, 5)
-        nn.Flatten(),  # (N, 400)
-        nn.Linear(16 * 5 * 5, 120),
-        nn.ReLU(),
-        nn.Linear(120, 84),
-        nn.ReLU(),
-        nn.Linear(84, 10),
+def build_lenet5(layers: Any = nn) -> Any:
+    """LeNet-5 with ReLU and max pooling: 1x28x28 digits to 10 class logits.
+
+    ``layers`` is the module the layers come from: ``tinyconv.nn``, or ``torch.nn`` for
+    the same network (the same parameter names) in PyTorch.
+    """
+    return layers.Sequential(
+        layers.Conv2d(1, 6, kernel_size=5, padding=2),  # (N, 6, 28, 28)
+        layers.ReLU(),
+        layers.MaxPool2d(2),  # (N, 6, 14, 14)
+        layers.Conv2d(6, 16, kernel_size=5),  # (N, 16, 10, 10)
+        layers.ReLU(),
+        layers.MaxPool2d(2),  # (N, 16, 5, 5)
+        layers.Flatten(),  # (N, 400)
+        layers.Linear(16 * 5 * 5, 120),
+        layers.ReLU(),
+        layers.Linear(120, 84),
+        layers.ReLU(),
+        layers.Linear(84, 10),
     )
 
 

@@ -6,6 +6,9 @@ weight must agree to 1e-8 relative: forward, backward, loss and update rule toge
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy
 import pytest
 
@@ -14,6 +17,9 @@ import tinyconv.nn as nn
 from tinyconv import optim
 
 torch = pytest.importorskip("torch")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from lenet_mnist import build_lenet5  # noqa: E402
 
 
 def to_numpy(tensor: tc.Tensor) -> numpy.ndarray:
@@ -41,24 +47,6 @@ def mlp(layers):
         layers.Linear(32, 16),
         layers.Tanh(),
         layers.Linear(16, 10),
-    )
-
-
-def lenet5(layers):
-    """LeNet-5 (ReLU, max pooling) on 1x28x28 images, in either library."""
-    return layers.Sequential(
-        layers.Conv2d(1, 6, 5, padding=2),
-        layers.ReLU(),
-        layers.MaxPool2d(2),
-        layers.Conv2d(6, 16, 5),
-        layers.ReLU(),
-        layers.MaxPool2d(2),
-        layers.Flatten(),
-        layers.Linear(400, 120),
-        layers.ReLU(),
-        layers.Linear(120, 84),
-        layers.ReLU(),
-        layers.Linear(84, 10),
     )
 
 
@@ -114,6 +102,5 @@ def test_mlp_trains_like_pytorch(optimizer_key):
 
 @pytest.mark.parametrize("optimizer_key", sorted(OPTIMIZERS))
 def test_lenet5_trains_like_pytorch(optimizer_key):
-    if not hasattr(nn, "Conv2d") or not hasattr(nn, "MaxPool2d"):
-        pytest.skip("tinyconv.nn.Conv2d and MaxPool2d are not available")
-    assert_same_training(*train_both(lenet5, (1, 28, 28), optimizer_key))
+    # the network the example trains, built once from each library's layers
+    assert_same_training(*train_both(build_lenet5, (1, 28, 28), optimizer_key))

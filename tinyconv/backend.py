@@ -200,10 +200,11 @@ class _ScratchBuffers(threading.local):
     # one set per thread: two threads running convolutions at once must not share one
     def __init__(self) -> None:
         self.by_dtype: dict[Any, Any] = {}
+        self.generation = _scratch_generation
 
 
-_scratch = _ScratchBuffers()
 _scratch_generation = 0  # bumped by release_scratch, so every thread drops its buffers
+_scratch = _ScratchBuffers()
 
 
 def scratch(shape: tuple[int, ...], dtype: Any, like: Any) -> Any:
@@ -218,9 +219,9 @@ def scratch(shape: tuple[int, ...], dtype: Any, like: Any) -> Any:
     if _is_cupy_array(like):
         return cupy_module().empty(shape, dtype=dtype)
     buffers = _scratch.by_dtype
-    if buffers.get("generation") != _scratch_generation:
+    if _scratch.generation != _scratch_generation:  # released since this thread's last call
         buffers.clear()
-        buffers["generation"] = _scratch_generation
+        _scratch.generation = _scratch_generation
     size = int(numpy.prod(shape))
     key = numpy.dtype(dtype)
     buffer = buffers.get(key)

@@ -18,6 +18,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "chapter6.py"
 
 @pytest.fixture(scope="module")
 def chapter6():
+    sys.path.insert(0, str(SCRIPT.parent))  # as when the script runs: lenet_mnist beside it
     spec = importlib.util.spec_from_file_location("chapter6", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules["chapter6"] = module  # dataclasses look their module up there

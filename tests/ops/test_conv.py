@@ -294,6 +294,28 @@ def test_convolutions_in_two_threads_at_once_give_their_own_results():
     assert not mismatches
 
 
+def test_releasing_the_scratch_buffers_reaches_other_threads():
+    # set_workspace_limit releases them: a thread's next call must not hand out a buffer
+    # kept under the old limit
+    like = numpy.zeros(1)
+    buffers = []
+    taken, released = threading.Event(), threading.Event()
+
+    def worker():
+        buffers.append(backend.scratch((1000,), numpy.float64, like))
+        taken.set()
+        released.wait(timeout=10)
+        buffers.append(backend.scratch((1000,), numpy.float64, like))
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    taken.wait(timeout=10)
+    backend.release_scratch()
+    released.set()
+    thread.join()
+    assert len(buffers) == 2 and not numpy.shares_memory(*buffers)
+
+
 def test_workspace_limit_is_settable_and_checked():
     before = conv_ops.get_workspace_limit()
     try:
