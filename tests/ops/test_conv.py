@@ -86,6 +86,19 @@ def naive_conv_transpose2d(
     return y
 
 
+def naive_weight_grad(x, grad_out, kernel_size, padding):
+    """dL/dW[o, c, i, j] = sum over n, oh, ow of dL/dy · the padded input under tap
+    (i, j) of output (oh, ow), for stride 1, dilation 1 and one group."""
+    padded = numpy.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    out_h, out_w = grad_out.shape[2:]
+    expected = numpy.zeros((grad_out.shape[1], x.shape[1], *kernel_size))
+    for i in range(kernel_size[0]):
+        for j in range(kernel_size[1]):
+            window = padded[:, :, i : i + out_h, j : j + out_w]
+            expected[:, :, i, j] = numpy.einsum("nohw,nchw->oc", grad_out, window)
+    return expected
+
+
 def _leaf(array, device="cpu"):
     return tc.tensor(array, device=device, requires_grad=True)
 
@@ -215,12 +228,7 @@ def test_batch_inner_order_with_images_of_a_power_of_two_bytes(monkeypatch):
     expected = naive_conv_transpose2d(grad_out, weight, padding=1)  # its adjoint
     numpy.testing.assert_allclose(grad_x, expected, atol=1e-12)
     grad_weight = conv_ops.conv2d_weight_grad(x, grad_out, (3, 3), (1, 1), padding, (1, 1), 1)
-    padded = numpy.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    expected = numpy.zeros_like(weight)
-    for i in range(3):
-        for j in range(3):
-            window = padded[:, :, i : i + 8, j : j + 8]
-            expected[:, :, i, j] = numpy.einsum("nohw,nchw->oc", grad_out, window)
+    expected = naive_weight_grad(x, grad_out, (3, 3), padding=1)
     numpy.testing.assert_allclose(grad_weight, expected, atol=1e-12)
 
 
@@ -262,13 +270,7 @@ def test_products_over_blocks_of_positions_match_the_definition(monkeypatch):
     grad_weight = conv_ops.conv2d_weight_grad(
         x, grad_out, (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1
     )
-    # dL/dW[o, c, i, j] = sum over n, oh, ow of dL/dy · the input under tap (i, j)
-    padded = numpy.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    expected = numpy.zeros_like(weight)
-    for i in range(3):
-        for j in range(3):
-            window = padded[:, :, i : i + 6, j : j + 5]
-            expected[:, :, i, j] = numpy.einsum("nohw,nchw->oc", grad_out, window)
+    expected = naive_weight_grad(x, grad_out, (3, 3), padding=1)
     numpy.testing.assert_allclose(grad_weight, expected, atol=1e-12)
 
 
