@@ -459,25 +459,35 @@ def _random_pair(rng, low, high):
     return (int(rng.integers(low, high + 1)), int(rng.integers(low, high + 1)))
 
 
+def _random_geometry(rng):
+    """groups, in and out channels (multiples of groups), kernel, stride and dilation."""
+    groups = int(rng.choice([1, 1, 2, 3]))
+    in_channels, out_channels = (
+        groups * int(rng.integers(1, 4)),
+        groups * int(rng.integers(1, 4)),
+    )
+    kernel, stride, dilation = (
+        _random_pair(rng, 1, 4),
+        _random_pair(rng, 1, 3),
+        _random_pair(rng, 1, 2),
+    )
+    return groups, in_channels, out_channels, kernel, stride, dilation
+
+
+def _random_batch(rng, groups):
+    # a batch of 33 small images takes the batch-inner workspace order (PyTorch's
+    # grouped float64 kernels are slow, so only ungrouped)
+    return int(rng.choice([1, 2, 3, 33] if groups == 1 else [1, 2, 3]))
+
+
 def _random_conv(rng):
     """A random valid conv2d call: arrays and keyword arguments."""
     while True:
-        groups = int(rng.choice([1, 1, 2, 3]))
-        in_channels, out_channels = (
-            groups * int(rng.integers(1, 4)),
-            groups * int(rng.integers(1, 4)),
-        )
-        kernel, stride, dilation = (
-            _random_pair(rng, 1, 4),
-            _random_pair(rng, 1, 3),
-            _random_pair(rng, 1, 2),
-        )
+        groups, in_channels, out_channels, kernel, stride, dilation = _random_geometry(rng)
         padding = _random_pair(rng, 0, 2) if rng.random() < 0.8 else "same"
         if padding == "same":
             stride = 1
-        # a batch of 33 small images takes the batch-inner workspace order (PyTorch's
-        # grouped float64 kernels are slow, so only ungrouped)
-        batch = int(rng.choice([1, 2, 3, 33] if groups == 1 else [1, 2, 3]))
+        batch = _random_batch(rng, groups)
         height, width = _random_pair(rng, 1, 10)
         options = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
         (top, bottom), (left, right) = normalize_padding(padding, kernel, dilation)
@@ -494,21 +504,10 @@ def _random_conv(rng):
 
 def _random_conv_transpose(rng):
     while True:
-        groups = int(rng.choice([1, 1, 2, 3]))
-        in_channels, out_channels = (
-            groups * int(rng.integers(1, 4)),
-            groups * int(rng.integers(1, 4)),
-        )
-        kernel, stride, dilation = (
-            _random_pair(rng, 1, 4),
-            _random_pair(rng, 1, 3),
-            _random_pair(rng, 1, 2),
-        )
+        groups, in_channels, out_channels, kernel, stride, dilation = _random_geometry(rng)
         padding = _random_pair(rng, 0, 2)
         output_padding = tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))
-        # a batch of 33 small images takes the batch-inner workspace order (PyTorch's
-        # grouped float64 kernels are slow, so only ungrouped)
-        batch = int(rng.choice([1, 2, 3, 33] if groups == 1 else [1, 2, 3]))
+        batch = _random_batch(rng, groups)
         height, width = _random_pair(rng, 1, 6)
         sizes = [
             (size - 1) * s - 2 * p + d * (k - 1) + extra + 1
