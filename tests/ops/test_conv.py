@@ -13,6 +13,7 @@ import tinyconv as tc
 from tinyconv import backend
 from tinyconv.nn import conv_functional as F
 from tinyconv.ops import conv as conv_ops
+from tinyconv.ops import im2col as im2col_ops
 from tinyconv.ops.sizes import normalize_padding
 
 
@@ -257,21 +258,38 @@ def test_batch_inner_outputs_flow_through_relu_pooling_and_the_next_convolution(
     assert tc.gradcheck(network, inputs)
 
 
-def test_products_over_blocks_of_positions_match_the_definition(monkeypatch):
-    # a tiny kernel matrix is multiplied in blocks of output positions; 7 leaves a
-    # remainder block, and the weight gradient sums over every block
-    monkeypatch.setattr(conv_ops, "_POSITION_BLOCK", 7)
-    rng = numpy.random.default_rng(4)
-    x, weight = rng.standard_normal((3, 1, 6, 5)), rng.standard_normal((2, 1, 3, 3))
-    bias = rng.standard_normal(2)
-    y = conv_ops.conv2d_forward(x, weight, bias, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
-    numpy.testing.assert_allclose(y, naive_conv2d(x, weight, bias, padding=1), atol=1e-12)
-    grad_out = rng.standard_normal(y.shape)
-    grad_weight = conv_ops.conv2d_weight_grad(
-        x, grad_out, (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1
+@pytest.mark.parametrize("order", ["nhw", "hwn"])
+@pytest.mark.parametrize("stride_h, dilation_h", [(1, 1), (2, 1), (1, 2)])
+def test_conv_windows_hold_the_input_under_every_tap(order, stride_h, dilation_h):
+    # the column matrices (views of the row columns, or im2col's) against the padded
+    # input read pixel by pixel
+    rng = numpy.random.default_rng(15)
+    groups, channels, kernel, dilation_w = 2, 4, (2, 3), 2
+    stride, dilation = (stride_h, 3), (dilation_h, dilation_w)
+    x = rng.standard_normal((3, channels, 9, 13))
+    padded = numpy.pad(x, ((0, 0), (0, 0), (1, 2), (2, 1)))
+    out_h = (padded.shape[2] - dilation_h * (kernel[0] - 1) - 1) // stride[0] + 1
+    out_w = (padded.shape[3] - dilation_w * (kernel[1] - 1) - 1) // stride[1] + 1
+    workspace = im2col_ops.to_workspace(x, ((1, 2), (2, 1)), order)
+    windows = im2col_ops.conv_windows(
+        workspace, order, groups, kernel, stride, dilation, (out_h, out_w)
     )
-    expected = naive_weight_grad(x, grad_out, (3, 3), padding=1)
-    numpy.testing.assert_allclose(grad_weight, expected, atol=1e-12)
+    blocks = out_h if stride_h == 1 and dilation_h == 1 else 1
+    per_group = channels // groups
+    # expected[g, k, n, oh, ow], the taps k ordered (i, c, j)
+    expected = numpy.empty((groups, kernel[0] * per_group * kernel[1], 3, out_h, out_w))
+    taps = [(i, c, j) for i in range(kernel[0]) for c in range(per_group) for j in range(kernel[1])]
+    for g in range(groups):
+        for k, (i, c, j) in enumerate(taps):
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    row, col = oh * stride[0] + i * dilation_h, ow * stride[1] + j * dilation_w
+                    expected[g, k, :, oh, ow] = padded[:, g * per_group + c, row, col]
+    positions = im2col_ops.window_order(order, stride, dilation)
+    expected = expected.transpose(0, 1, *(2 + "nhw".index(axis) for axis in positions))
+    expected = expected.reshape(groups, len(taps), blocks, -1).transpose(0, 2, 1, 3)
+    assert windows.shape == expected.shape
+    numpy.testing.assert_array_equal(windows, expected)
 
 
 def test_convolutions_in_two_threads_at_once_give_their_own_results():

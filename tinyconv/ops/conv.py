@@ -20,7 +20,8 @@ which is linear in x and in W, so each gradient is the adjoint of one of them:
   ``ConvTranspose2d``; ``conv2d_forward`` is in turn the input gradient of
   ``ConvTranspose2d``.
 
-The big temporary is the (C·KH·KW, M) column matrix. Its size is bounded by a
+The big temporary is the column matrix: (C·KH·KW, M) from im2col, or the KH times
+smaller row columns with stride 1 along H (see im2col.py). Its size is bounded by a
 workspace limit: a larger batch is processed in chunks of images
 (``set_workspace_limit``). When the columns are small (LeNet's layers), the forward
 keeps them for the weight gradient instead of building them twice.
@@ -40,13 +41,16 @@ from tinyconv.autograd.function import Function
 from tinyconv.backend import get_array_module, release_scratch, scratch
 from tinyconv.ops.im2col import (
     batch_inner,
+    by_rows,
     col2im,
+    conv_windows,
     from_workspace,
     im2col,
     layout_shape,
     positions_from_layout,
     positions_to_layout,
     to_workspace,
+    window_order,
 )
 from tinyconv.ops.sizes import conv_output_size
 
@@ -106,30 +110,37 @@ def _batch_chunks(batch: int, bytes_per_image: int, order: str) -> list[tuple[in
     return [(start, min(start + images, batch)) for start in range(0, batch, images)]
 
 
-# When the kernel matrix is tiny (LeNet's first layer: 6×25), BLAS has little to split
-# between its threads and streams the long M axis from memory. Products over blocks of
-# M positions that stay in cache are 1.5× (forward) to 3× (weight gradient) faster there.
-_POSITION_BLOCK = 4096
-
-
-def _position_block(rows: int, cols: int, positions: int) -> int:
-    # how many of the M positions one matrix product covers
-    return _POSITION_BLOCK if rows * cols < _POSITION_BLOCK else max(positions, 1)
-
-
 # The weight gradient reads the same columns as the forward. Up to this size they are
 # kept from the forward rather than built again; above it, memory matters more.
 _KEEP_COLUMNS_BYTES = 32 * 2**20
 
 
+def _column_bytes(
+    shape: tuple[int, ...],
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Padding,
+    dilation: Pair,
+    itemsize: int,
+    out_size: Pair | None = None,
+) -> int:
+    """Bytes of one image's columns in ``conv_windows``: C·KW rows over the OW output
+    columns of every padded input row (``row_columns``), or C·KH·KW rows over the
+    OH·OW output positions (``im2col``)."""
+    _, channels, height, width = shape
+    if out_size is None:
+        out_size = tuple(
+            conv_output_size(*sizes)
+            for sizes in zip((height, width), kernel_size, stride, padding, dilation)
+        )
+    if by_rows(stride, dilation):
+        return channels * kernel_size[1] * (height + sum(padding[0])) * out_size[1] * itemsize
+    return channels * kernel_size[0] * kernel_size[1] * out_size[0] * out_size[1] * itemsize
+
+
 def _keep_columns(x: Any, weight: Any, stride: Pair, padding: Padding, dilation: Pair) -> bool:
-    # the columns are C·KH·KW rows by N·OH·OW positions
-    rows = x.shape[1] * weight.shape[2] * weight.shape[3]
-    positions = x.shape[0] * math.prod(
-        conv_output_size(*sizes)
-        for sizes in zip(x.shape[2:], weight.shape[2:], stride, padding, dilation)
-    )
-    return rows * positions * x.itemsize <= _KEEP_COLUMNS_BYTES
+    column_bytes = _column_bytes(x.shape, weight.shape[2:], stride, padding, dilation, x.itemsize)
+    return x.shape[0] * column_bytes <= _KEEP_COLUMNS_BYTES
 
 
 def _order(batch: int, column_bytes: int, stride: Pair) -> str:
@@ -165,6 +176,20 @@ def _empty_output(xp: Any, order: str, shape: tuple[int, ...], dtype: Any) -> An
     return xp.empty((channels, height, width, batch), dtype=dtype).transpose(3, 0, 1, 2)
 
 
+def _kernel_matrix(weight: Any, groups: int) -> Any:
+    # (O, C/G, KH, KW) -> (G, 1, O/G, KH·C/G·KW): columns ordered (i, c, j) as
+    # conv_windows' rows; the 1 broadcasts over its blocks of positions
+    out_channels, group_channels, kernel_h, kernel_w = weight.shape
+    kernel = weight.reshape(groups, out_channels // groups, group_channels, kernel_h, kernel_w)
+    return kernel.transpose(0, 1, 3, 2, 4).reshape(groups, 1, out_channels // groups, -1)
+
+
+def _by_block(positions: Any, groups: int, blocks: int) -> Any:
+    # (O, M) positions -> a (G, B, O/G, M/B) view, one matrix per block of positions
+    channels = positions.shape[0]
+    return positions.reshape(groups, channels // groups, blocks, -1).transpose(0, 2, 1, 3)
+
+
 def conv2d_forward(
     x: Any,
     weight: Any,
@@ -178,57 +203,54 @@ def conv2d_forward(
 ) -> Any:
     """y = conv2d(x, W) + b: (N, C, H, W), (O, C/G, KH, KW), (O,) or None -> (N, O, OH, OW).
 
+    One ``matmul`` of the kernel matrix with every block of ``conv_windows``.
     ``out_size`` may ask for fewer rows/columns than fit (a transposed convolution's
     backward needs exactly its input's size back). Given a list ``kept_columns``, each
     batch chunk's columns are built in memory of their own and appended to it as
-    (start, stop, columns), for ``conv2d_weight_grad`` to use again.
+    (start, stop, windows), for ``conv2d_weight_grad`` to use again.
     """
     xp = get_array_module(x)
-    batch, channels, height, width = x.shape
+    batch, _, height, width = x.shape
     out_channels, _, kernel_h, kernel_w = weight.shape
     if out_size is None:
         out_size = (
             conv_output_size(height, kernel_h, stride[0], padding[0], dilation[0]),
             conv_output_size(width, kernel_w, stride[1], padding[1], dilation[1]),
         )
-    out_h, out_w = out_size
-    column_bytes, order = _columns_and_order(
-        batch, channels * kernel_h * kernel_w, out_size, x.itemsize, stride
+    column_bytes = _column_bytes(
+        x.shape, (kernel_h, kernel_w), stride, padding, dilation, x.itemsize, out_size
     )
-    # (O, C/G, KH, KW) -> (G, O/G, C/G·KH·KW): one row per output channel
-    kernel_matrix = weight.reshape(groups, out_channels // groups, -1)
-    y = _empty_output(xp, order, (batch, out_channels, out_h, out_w), x.dtype)
+    order = _order(batch, column_bytes, stride)
+    kernel_matrix = _kernel_matrix(weight, groups)  # (G, 1, O/G, K)
+    y = _empty_output(xp, order, (batch, out_channels, *out_size), x.dtype)
     for start, stop in _batch_chunks(batch, column_bytes, order):
         workspace = to_workspace(x[start:stop], padding, order)
-        columns = im2col(
+        windows = conv_windows(
             workspace,
             order,
+            groups,
             (kernel_h, kernel_w),
             stride,
             dilation,
             out_size,
             reuse_buffer=kept_columns is None,
-        )
-        columns = columns.reshape(groups, kernel_matrix.shape[2], -1)
+        )  # (G, B, K, L)
         if kept_columns is not None:
-            kept_columns.append((start, stop, columns))
+            kept_columns.append((start, stop, windows))
         in_place = order == "hwn" and stop - start == batch
-        if in_place:  # y is stored (O, OH, OW, N): one (O, M) matrix
-            product = y.transpose(1, 2, 3, 0).reshape(groups, kernel_matrix.shape[1], -1)
+        if in_place:  # y is stored (O, OH, OW, N), as the positions come
+            product = y.transpose(1, 2, 3, 0).reshape(out_channels, -1)
         else:
-            product = xp.empty((groups, kernel_matrix.shape[1], columns.shape[2]), dtype=x.dtype)
-        step = _position_block(*kernel_matrix.shape[1:], columns.shape[2])
-        for first in range(0, columns.shape[2], step):
-            block = slice(first, first + step)
-            # (G, O/G, C/G·KH·KW) @ (G, C/G·KH·KW, M) -> (G, O/G, M): positions in one GEMM
-            xp.matmul(kernel_matrix, columns[:, :, block], out=product[:, :, block])
+            blocks, positions = windows.shape[1], windows.shape[3]
+            product = xp.empty((out_channels, blocks * positions), dtype=x.dtype)
+        # (G, 1, O/G, K) @ (G, B, K, L) -> (G, B, O/G, L): every block in one call
+        xp.matmul(kernel_matrix, windows, out=_by_block(product, groups, windows.shape[1]))
         if in_place:
             if bias is not None:
                 y += bias.reshape(1, -1, 1, 1)
         else:
-            product = positions_from_layout(
-                product.reshape(out_channels, -1), order, out_size, stop - start
-            )
+            positions_order = window_order(order, stride, dilation)
+            product = positions_from_layout(product, positions_order, out_size, stop - start)
             if bias is None:
                 y[start:stop] = product
             else:  # the bias rides along with the copy into y
@@ -251,35 +273,37 @@ def conv2d_weight_grad(
     ``kept_columns``, the list ``conv2d_forward`` filled for this x, saves building
     the columns again.
     """
+    xp = get_array_module(x)
     batch, channels, _, _ = x.shape
     _, out_channels, out_h, out_w = grad_out.shape
-    column_bytes, order = _columns_and_order(
-        batch, channels * kernel_size[0] * kernel_size[1], (out_h, out_w), x.itemsize, stride
+    column_bytes = _column_bytes(
+        x.shape, kernel_size, stride, padding, dilation, x.itemsize, (out_h, out_w)
     )
+    order = _order(batch, column_bytes, stride)
+    positions_order = window_order(order, stride, dilation)
     grad_weight = None
     if kept_columns is None:
         chunks = [(start, stop, None) for start, stop in _batch_chunks(batch, column_bytes, order)]
     else:
         chunks = kept_columns
-    for start, stop, columns in chunks:
-        if columns is None:
+    for start, stop, windows in chunks:
+        if windows is None:
             workspace = to_workspace(x[start:stop], padding, order)
-            columns = im2col(workspace, order, kernel_size, stride, dilation, (out_h, out_w))
-        columns = columns.reshape(groups, channels // groups * kernel_size[0] * kernel_size[1], -1)
-        grad = positions_to_layout(grad_out[start:stop], order)  # (O, M)
-        grad = grad.reshape(groups, out_channels // groups, -1)
-        step = _position_block(columns.shape[1], grad.shape[1], grad.shape[2])
-        for first in range(0, grad.shape[2], step):
-            block = slice(first, first + step)
-            # (G, C/G·KH·KW, M) @ (G, M, O/G): the long M axis is the one summed over,
-            # and this operand order is the faster one for BLAS
-            product = columns[:, :, block] @ grad[:, :, block].transpose(0, 2, 1)
-            grad_weight = product if grad_weight is None else grad_weight + product
+            windows = conv_windows(
+                workspace, order, groups, kernel_size, stride, dilation, (out_h, out_w)
+            )
+        grad = positions_to_layout(grad_out[start:stop], positions_order)  # (O, M)
+        grad = _by_block(grad, groups, windows.shape[1]).transpose(0, 1, 3, 2)  # (G, B, L, O/G)
+        # (G, B, K, L) @ (G, B, L, O/G) -> (G, B, K, O/G), summed over the blocks; this
+        # operand order is the faster one for BLAS
+        product = (windows @ grad).sum(axis=1)
+        grad_weight = product if grad_weight is None else grad_weight + product
     if grad_weight is None:  # an empty batch
-        xp = get_array_module(x)
         return xp.zeros((out_channels, channels // groups, *kernel_size), dtype=x.dtype)
-    # (G, C/G·KH·KW, O/G) -> (O, C/G, KH, KW)
-    return grad_weight.transpose(0, 2, 1).reshape(out_channels, -1, *kernel_size).copy()
+    # (G, KH·C/G·KW, O/G) -> (O, C/G, KH, KW)
+    kernel_h, kernel_w = kernel_size
+    grad_weight = grad_weight.reshape(groups, kernel_h, channels // groups, kernel_w, -1)
+    return grad_weight.transpose(0, 4, 2, 1, 3).reshape(out_channels, -1, kernel_h, kernel_w)
 
 
 def conv2d_input_grad(
@@ -383,7 +407,9 @@ def _input_grad_by_rows(
         images = stop - start
         workspace = to_workspace(grad_out[start:stop], w_padding, order)
         # (O, 1, KW, ...(OH, W) positions...) -> (G, O/G·KW, M)
-        columns = im2col(workspace, order, (1, kernel_w), (1, 1), (1, dilation[1]), (out_h, width))
+        columns = im2col(
+            workspace, order, groups, (1, kernel_w), (1, 1), (1, dilation[1]), (out_h, width)
+        )
         columns = columns.reshape(groups, kernel_matrix.shape[2], -1)
         # (G, C/G·KH, O/G·KW) @ (G, O/G·KW, M) -> (G, C/G·KH, M): every kernel row's part
         rows = kernel_matrix @ columns
@@ -483,10 +509,10 @@ class Conv2d(Function):
         stride, padding, dilation, groups = self.options
         needs_x, needs_weight, needs_bias = self.needs_input_grad
         grad_x = grad_weight = grad_bias = None
-        column_rows = x.shape[1] * weight.shape[2] * weight.shape[3]
-        _, order = _columns_and_order(
-            x.shape[0], column_rows, grad_out.shape[2:], x.itemsize, stride
+        column_bytes = _column_bytes(
+            x.shape, weight.shape[2:], stride, padding, dilation, x.itemsize, grad_out.shape[2:]
         )
+        order = _order(x.shape[0], column_bytes, stride)
         if order == "hwn":  # as the forward chose
             # both gradients read dL/dy with the batch innermost: one transpose, shared
             grad_out = batch_inner(grad_out)
