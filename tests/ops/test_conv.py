@@ -14,7 +14,7 @@ from tinyconv import backend
 from tinyconv.nn import conv_functional as F
 from tinyconv.ops import conv as conv_ops
 from tinyconv.ops import im2col as im2col_ops
-from tinyconv.ops.sizes import normalize_padding
+from tinyconv.ops.sizes import normalize_padding, pair
 
 
 def to_numpy(tensor):
@@ -177,11 +177,12 @@ def test_conv_transpose2d_is_the_adjoint_of_conv2d():
     assert abs(left - right) < 1e-9 * max(1.0, abs(left))
 
 
-def test_both_workspace_orders_and_chunked_batches_give_the_same_numbers(monkeypatch):
+@pytest.mark.parametrize("stride", [(2, 1), (1, 2)])  # im2col's columns, row columns
+def test_both_workspace_orders_and_chunked_batches_give_the_same_numbers(monkeypatch, stride):
     rng = numpy.random.default_rng(3)
     x, weight = rng.standard_normal((5, 4, 7, 6)), rng.standard_normal((6, 2, 3, 3))
-    grad_out = rng.standard_normal((5, 6, 4, 6))
-    options = ((2, 1), ((1, 1), (1, 1)), (1, 1), 2)
+    grad_out = rng.standard_normal((5, 6, 4, 6) if stride == (2, 1) else (5, 6, 7, 3))
+    options = (stride, ((1, 1), (1, 1)), (1, 1), 2)
     results = []
     for order, limit in [("nhw", 2**28), ("hwn", 2**28), ("nhw", 1), ("hwn", 1000)]:
         monkeypatch.setattr(conv_ops, "_order", lambda *shape, order=order: order)
@@ -271,10 +272,11 @@ def test_conv_windows_hold_the_input_under_every_tap(order, stride_h, dilation_h
     out_h = (padded.shape[2] - dilation_h * (kernel[0] - 1) - 1) // stride[0] + 1
     out_w = (padded.shape[3] - dilation_w * (kernel[1] - 1) - 1) // stride[1] + 1
     workspace = im2col_ops.to_workspace(x, ((1, 2), (2, 1)), order)
+    by_rows = stride_h == 1 and dilation_h == 1
     windows = im2col_ops.conv_windows(
-        workspace, order, groups, kernel, stride, dilation, (out_h, out_w)
+        workspace, order, groups, kernel, stride, dilation, (out_h, out_w), by_rows
     )
-    blocks = out_h if stride_h == 1 and dilation_h == 1 else 1
+    blocks = out_h if by_rows else 1
     per_group = channels // groups
     # expected[g, k, n, oh, ow], the taps k ordered (i, c, j)
     expected = numpy.empty((groups, kernel[0] * per_group * kernel[1], 3, out_h, out_w))
@@ -285,7 +287,7 @@ def test_conv_windows_hold_the_input_under_every_tap(order, stride_h, dilation_h
                 for ow in range(out_w):
                     row, col = oh * stride[0] + i * dilation_h, ow * stride[1] + j * dilation_w
                     expected[g, k, :, oh, ow] = padded[:, g * per_group + c, row, col]
-    positions = im2col_ops.window_order(order, stride, dilation)
+    positions = im2col_ops.window_order(order, by_rows)
     expected = expected.transpose(0, 1, *(2 + "nhw".index(axis) for axis in positions))
     expected = expected.reshape(groups, len(taps), blocks, -1).transpose(0, 2, 1, 3)
     assert windows.shape == expected.shape
@@ -608,14 +610,13 @@ def test_parity_configurations_cover_every_argument():
     assert any(c["padding"] == "same" for c in configs)
     assert any(c["stride"] not in (1, (1, 1)) for c in configs)
     assert any(c["dilation"] != (1, 1) for c in configs)
-    orders = set()
+    orders, methods = set(), set()
     for seed in PARITY_SEEDS:
         x, weight, _, options = _random_conv(numpy.random.default_rng(seed))
-        stride = options["stride"]
-        stride = (stride, stride) if isinstance(stride, int) else stride
-        out_size = F.conv2d_output_shape(
-            x.shape[2:], weight.shape[2:], stride, options["padding"], options["dilation"]
-        )
-        column_bytes = weight[0].size * out_size[0] * out_size[1] * x.itemsize
+        stride, dilation = (pair(options[name], name) for name in ("stride", "dilation"))
+        padding = normalize_padding(options["padding"], weight.shape[2:], dilation)
+        column_bytes = conv_ops._column_bytes(x, weight.shape[2:], stride, padding, dilation)
         orders.add(conv_ops._order(x.shape[0], column_bytes, stride))
+        methods.add(conv_ops._by_rows(x, stride, dilation))
+    assert methods == {True, False}  # row columns and im2col
     assert orders == {"nhw", "hwn"}

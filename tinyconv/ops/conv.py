@@ -41,7 +41,6 @@ from tinyconv.autograd.function import Function
 from tinyconv.backend import get_array_module, release_scratch, scratch
 from tinyconv.ops.im2col import (
     batch_inner,
-    by_rows,
     col2im,
     conv_windows,
     from_workspace,
@@ -115,31 +114,43 @@ def _batch_chunks(batch: int, bytes_per_image: int, order: str) -> list[tuple[in
 _KEEP_COLUMNS_BYTES = 32 * 2**20
 
 
+def _by_rows(x: Any, stride: Pair, dilation: Pair) -> bool:
+    """Whether ``conv_windows`` reads x's columns as views of its row columns.
+
+    With stride 1 along H, output rows oh and oh + 1 read KH - 1 of the same input rows,
+    so im2col copies every input row KH times; the row columns copy it once. On the
+    GPU, CuPy's matmul copies strided views into contiguous memory, which would be
+    im2col's columns again, so there im2col builds them directly.
+    """
+    on_cpu = get_array_module(x).__name__ == "numpy"
+    return on_cpu and stride[0] == 1 and dilation[0] == 1
+
+
 def _column_bytes(
-    shape: tuple[int, ...],
+    x: Any,
     kernel_size: Pair,
     stride: Pair,
     padding: Padding,
     dilation: Pair,
-    itemsize: int,
     out_size: Pair | None = None,
 ) -> int:
     """Bytes of one image's columns in ``conv_windows``: C·KW rows over the OW output
     columns of every padded input row (``row_columns``), or C·KH·KW rows over the
     OH·OW output positions (``im2col``)."""
-    _, channels, height, width = shape
+    _, channels, height, width = x.shape
     if out_size is None:
         out_size = tuple(
             conv_output_size(*sizes)
             for sizes in zip((height, width), kernel_size, stride, padding, dilation)
         )
-    if by_rows(stride, dilation):
-        return channels * kernel_size[1] * (height + sum(padding[0])) * out_size[1] * itemsize
-    return channels * kernel_size[0] * kernel_size[1] * out_size[0] * out_size[1] * itemsize
+    if _by_rows(x, stride, dilation):
+        rows = channels * kernel_size[1] * (height + sum(padding[0])) * out_size[1]
+        return rows * x.itemsize
+    return channels * kernel_size[0] * kernel_size[1] * out_size[0] * out_size[1] * x.itemsize
 
 
 def _keep_columns(x: Any, weight: Any, stride: Pair, padding: Padding, dilation: Pair) -> bool:
-    column_bytes = _column_bytes(x.shape, weight.shape[2:], stride, padding, dilation, x.itemsize)
+    column_bytes = _column_bytes(x, weight.shape[2:], stride, padding, dilation)
     return x.shape[0] * column_bytes <= _KEEP_COLUMNS_BYTES
 
 
@@ -217,10 +228,9 @@ def conv2d_forward(
             conv_output_size(height, kernel_h, stride[0], padding[0], dilation[0]),
             conv_output_size(width, kernel_w, stride[1], padding[1], dilation[1]),
         )
-    column_bytes = _column_bytes(
-        x.shape, (kernel_h, kernel_w), stride, padding, dilation, x.itemsize, out_size
-    )
+    column_bytes = _column_bytes(x, (kernel_h, kernel_w), stride, padding, dilation, out_size)
     order = _order(batch, column_bytes, stride)
+    by_rows = _by_rows(x, stride, dilation)
     kernel_matrix = _kernel_matrix(weight, groups)  # (G, 1, O/G, K)
     y = _empty_output(xp, order, (batch, out_channels, *out_size), x.dtype)
     for start, stop in _batch_chunks(batch, column_bytes, order):
@@ -233,6 +243,7 @@ def conv2d_forward(
             stride,
             dilation,
             out_size,
+            by_rows,
             reuse_buffer=kept_columns is None,
         )  # (G, B, K, L)
         if kept_columns is not None:
@@ -249,7 +260,7 @@ def conv2d_forward(
             if bias is not None:
                 y += bias.reshape(1, -1, 1, 1)
         else:
-            positions_order = window_order(order, stride, dilation)
+            positions_order = window_order(order, by_rows)
             product = positions_from_layout(product, positions_order, out_size, stop - start)
             if bias is None:
                 y[start:stop] = product
@@ -276,11 +287,10 @@ def conv2d_weight_grad(
     xp = get_array_module(x)
     batch, channels, _, _ = x.shape
     _, out_channels, out_h, out_w = grad_out.shape
-    column_bytes = _column_bytes(
-        x.shape, kernel_size, stride, padding, dilation, x.itemsize, (out_h, out_w)
-    )
+    column_bytes = _column_bytes(x, kernel_size, stride, padding, dilation, (out_h, out_w))
     order = _order(batch, column_bytes, stride)
-    positions_order = window_order(order, stride, dilation)
+    by_rows = _by_rows(x, stride, dilation)
+    positions_order = window_order(order, by_rows)
     grad_weight = None
     if kept_columns is None:
         chunks = [(start, stop, None) for start, stop in _batch_chunks(batch, column_bytes, order)]
@@ -290,7 +300,7 @@ def conv2d_weight_grad(
         if windows is None:
             workspace = to_workspace(x[start:stop], padding, order)
             windows = conv_windows(
-                workspace, order, groups, kernel_size, stride, dilation, (out_h, out_w)
+                workspace, order, groups, kernel_size, stride, dilation, (out_h, out_w), by_rows
             )
         grad = positions_to_layout(grad_out[start:stop], positions_order)  # (O, M)
         grad = _by_block(grad, groups, windows.shape[1]).transpose(0, 1, 3, 2)  # (G, B, L, O/G)
@@ -509,9 +519,7 @@ class Conv2d(Function):
         stride, padding, dilation, groups = self.options
         needs_x, needs_weight, needs_bias = self.needs_input_grad
         grad_x = grad_weight = grad_bias = None
-        column_bytes = _column_bytes(
-            x.shape, weight.shape[2:], stride, padding, dilation, x.itemsize, grad_out.shape[2:]
-        )
+        column_bytes = _column_bytes(x, weight.shape[2:], stride, padding, dilation)
         order = _order(x.shape[0], column_bytes, stride)
         if order == "hwn":  # as the forward chose
             # both gradients read dL/dy with the batch innermost: one transpose, shared

@@ -43,7 +43,6 @@ __all__ = [
     "layout_shape",
     "positions_from_layout",
     "positions_to_layout",
-    "by_rows",
     "conv_windows",
     "row_columns",
     "window_order",
@@ -230,20 +229,13 @@ def col2im(
 # -- the columns of a convolution, one matrix per output row ---------------------------
 
 
-def by_rows(stride: Pair, dilation: Pair) -> bool:
-    """Whether ``conv_windows`` reads the columns from ``row_columns`` (stride and
-    dilation 1 along H, where consecutive output rows share KH-1 of their input rows)
-    rather than from ``im2col``."""
-    return stride[0] == 1 and dilation[0] == 1
-
-
-def window_order(order: str, stride: Pair, dilation: Pair) -> str:
+def window_order(order: str, by_rows: bool) -> str:
     """The order of the output positions of ``conv_windows`` of a workspace in ``order``.
 
     From ``row_columns`` the output row is outermost, then its L positions, (OW, N) in
     "hwn" and (N, OW) in "nhw"; from ``im2col`` the positions keep the workspace's order.
     """
-    if order == "hwn" or not by_rows(stride, dilation):
+    if order == "hwn" or not by_rows:
         return order
     return "hnw"
 
@@ -289,18 +281,20 @@ def conv_windows(
     stride: Pair,
     dilation: Pair,
     out_size: Pair,
+    by_rows: bool,
     reuse_buffer: bool = True,
 ) -> Any:
     """The convolution's columns as a (G, B, K, L) stack of matrices: K = KH·C/G·KW
     taps ordered (i, c, j) by L positions, for B blocks of output positions.
 
-    Where ``by_rows``, each output row is a block (B = OH): its columns are the KH
-    input rows oh..oh+KH-1 of ``row_columns``, whose C/G·KW columns follow one another
-    L apart, so together they are one (K, L) matrix with a row stride of L, a view.
-    The views of consecutive output rows overlap; nothing is copied KH times. Otherwise
-    one block holds every position (B = 1) of the ``im2col`` columns.
+    ``by_rows`` (only with stride and dilation 1 along H): each output row is a block
+    (B = OH). Its columns are the KH input rows oh..oh+KH-1 of ``row_columns``, whose
+    C/G·KW columns follow one another L apart, so together they are one (K, L) matrix
+    with a row stride of L: a view. The views of consecutive output rows overlap, and
+    nothing is copied KH times. Otherwise one block holds every position (B = 1) of
+    the ``im2col`` columns.
     """
-    if not by_rows(stride, dilation):
+    if not by_rows:
         columns = im2col(
             workspace, order, groups, kernel_size, stride, dilation, out_size, reuse_buffer
         )
