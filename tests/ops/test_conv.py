@@ -294,6 +294,33 @@ def test_conv_windows_hold_the_input_under_every_tap(order, stride_h, dilation_h
     numpy.testing.assert_array_equal(windows, expected)
 
 
+@pytest.mark.parametrize("order", ["nhw", "hwn"])
+@pytest.mark.parametrize(
+    "kernel, stride, dilation, padding",
+    [
+        ((3, 3), (1, 1), (1, 1), ((1, 1), (1, 1))),  # overlapping, a tap covers the input
+        ((3, 2), (2, 1), (1, 2), ((2, 0), (0, 3))),  # overlapping, uneven padding
+        ((2, 2), (3, 3), (1, 1), ((0, 1), (1, 0))),  # windows with gaps between them
+        ((1, 1), (1, 1), (1, 1), ((0, 0), (0, 0))),  # one tap, assigned
+    ],
+)
+def test_col2im_is_the_adjoint_of_im2col(order, kernel, stride, dilation, padding):
+    # <im2col(x), c> = <x, col2im(c)> for every x and c, padding dropped
+    rng = numpy.random.default_rng(16)
+    x = rng.standard_normal((2, 3, 7, 8))
+    out_size = tuple(
+        (size + sum(pads) - d * (k - 1) - 1) // s + 1
+        for size, pads, k, s, d in zip(x.shape[2:], padding, kernel, stride, dilation)
+    )
+    workspace = im2col_ops.to_workspace(x, padding, order)
+    columns = im2col_ops.im2col(workspace, order, 1, kernel, stride, dilation, out_size)[0]
+    columns = columns.transpose(1, 0, 2, *range(3, columns.ndim))  # (C, KH, KW, ...)
+    upstream = rng.standard_normal(columns.shape)
+    back = numpy.full(x.shape, numpy.nan)
+    im2col_ops.col2im(upstream, back, order, kernel, stride, dilation, padding)
+    assert numpy.isclose((columns * upstream).sum(), (x * back).sum(), rtol=1e-12)
+
+
 def test_convolutions_in_two_threads_at_once_give_their_own_results():
     # im2col reuses a scratch buffer; each thread must have its own
     rng = numpy.random.default_rng(14)

@@ -43,7 +43,6 @@ from tinyconv.ops.im2col import (
     batch_inner,
     col2im,
     conv_windows,
-    from_workspace,
     im2col,
     layout_shape,
     positions_from_layout,
@@ -360,16 +359,15 @@ def conv2d_input_grad(
         grad_columns = grad_columns.reshape(
             channels, kernel_h, kernel_w, *layout_shape(order, images, (out_h, out_w))
         )
-        workspace = col2im(
+        col2im(
             grad_columns,
-            (channels, *layout_shape(order, images, (height + top + bottom, width + left + right))),
+            grad_x[start:stop],
             order,
             (kernel_h, kernel_w),
             stride,
             dilation,
-            (out_h, out_w),
+            padding,
         )
-        from_workspace(workspace, padding, order, input_size, out=grad_x[start:stop])
     return grad_x
 
 
@@ -424,16 +422,15 @@ def _input_grad_by_rows(
         # (G, C/G·KH, O/G·KW) @ (G, O/G·KW, M) -> (G, C/G·KH, M): every kernel row's part
         rows = kernel_matrix @ columns
         rows = rows.reshape(channels, kernel_h, 1, *layout_shape(order, images, (out_h, width)))
-        workspace = col2im(
+        col2im(
             rows,
-            (channels, *layout_shape(order, images, (height + top + bottom, width))),
+            grad_x[start:stop],
             order,
             (kernel_h, 1),
             (stride[0], 1),
             (dilation[0], 1),
-            (out_h, width),
+            ((top, bottom), (0, 0)),
         )
-        from_workspace(workspace, ((top, bottom), (0, 0)), order, input_size, grad_x[start:stop])
     return grad_x
 
 

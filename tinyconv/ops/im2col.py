@@ -38,7 +38,6 @@ from tinyconv.backend import as_strided, copy_batch_innermost, get_array_module,
 __all__ = [
     "batch_inner",
     "col2im",
-    "from_workspace",
     "im2col",
     "layout_shape",
     "positions_from_layout",
@@ -97,17 +96,6 @@ def to_workspace(x: Any, padding: tuple[Pair, Pair], order: str) -> Any:
     else:
         interior[...] = _nchw_to(source, order)
     return workspace
-
-
-def from_workspace(
-    workspace: Any, padding: tuple[Pair, Pair], order: str, size: Pair, out: Any
-) -> None:
-    """Copy the H×W interior of a workspace into ``out``, an (N, C, H, W) array."""
-    (top, _), (left, _) = padding
-    height, width = size
-    where = {"n": slice(None), "h": slice(top, top + height), "w": slice(left, left + width)}
-    interior = workspace[(slice(None), *(where[axis] for axis in order))]
-    out[...] = _to_nchw(interior, order)
 
 
 _NCHW_AXIS = {"n": 0, "h": 2, "w": 3}
@@ -195,35 +183,70 @@ def _copied(workspace: Any, shape: tuple[int, ...], strides: tuple[int, ...], re
 
 def col2im(
     columns: Any,
-    workspace_shape: tuple[int, ...],
+    out: Any,
     order: str,
     kernel_size: Pair,
     stride: Pair,
     dilation: Pair,
-    out_size: Pair,
-) -> Any:
-    """The adjoint of ``im2col``: columns (C, KH, KW, ...M axes...) -> a workspace where
-    every input position holds the sum of the columns that read it."""
-    xp = get_array_module(columns)
-    workspace = xp.zeros(workspace_shape, dtype=columns.dtype)
-    kernel_h, kernel_w = kernel_size
-    (stride_h, stride_w), (dilation_h, dilation_w) = stride, dilation
-    out_h, out_w = out_size
-    # windows that never overlap write each position once: assign instead of add
-    overlapping = (
-        stride_h < dilation_h * (kernel_h - 1) + 1 or stride_w < dilation_w * (kernel_w - 1) + 1
+    padding: tuple[Pair, Pair],
+) -> None:
+    """The adjoint of ``im2col``: columns (C, KH, KW, ...M axes...) -> ``out``, an
+    (N, C, H, W) array in which every input position gets the sum of the columns that
+    read it. What fell on the padding is dropped: each tap's slice is clipped to the
+    input, a loop over the KH·KW taps only."""
+    target = _nchw_to(out, order)  # (C, ...order...), a view
+    taps = []
+    for i in range(kernel_size[0]):
+        for j in range(kernel_size[1]):
+            tap = _clipped_tap(
+                columns.shape[3:], target.shape[1:], order, (i, j), stride, dilation, padding
+            )
+            if tap is not None:
+                taps.append((columns[:, i, j][tap[0]], tap[1]))
+    whole = (slice(None),) + tuple(slice(0, size, 1) for size in target.shape[1:])
+    overlapping = any(
+        step < extent * dil - dil + 1 for step, extent, dil in zip(stride, kernel_size, dilation)
     )
-    for i in range(kernel_h):
-        rows = slice(i * dilation_h, i * dilation_h + stride_h * (out_h - 1) + 1, stride_h)
-        for j in range(kernel_w):
-            cols = slice(j * dilation_w, j * dilation_w + stride_w * (out_w - 1) + 1, stride_w)
-            where = {"n": slice(None), "h": rows, "w": cols}
-            index = (slice(None), *(where[axis] for axis in order))
-            if overlapping:
-                workspace[index] += columns[:, i, j]
-            else:
-                workspace[index] = columns[:, i, j]
-    return workspace
+    # the first tap that covers every input position once is written, not added:
+    # that saves filling ``out`` with zeros and one pass over it
+    first = next((k for k, (_, where) in enumerate(taps) if where == whole), None)
+    if first is None:
+        target[...] = 0
+    else:
+        target[...] = taps.pop(first)[0]
+    for values, where in taps:
+        if overlapping or first is not None:
+            target[where] += values
+        else:  # windows that never overlap write each position once
+            target[where] = values
+
+
+def _clipped_tap(
+    positions: tuple[int, ...],
+    size: tuple[int, ...],
+    order: str,
+    tap: Pair,
+    stride: Pair,
+    dilation: Pair,
+    padding: tuple[Pair, Pair],
+) -> tuple[tuple, tuple] | None:
+    # (the output positions of kernel tap (i, j) whose input lies inside the input,
+    # the input positions they read), as index tuples; None if there are none
+    source, destination = [slice(None)], [slice(None)]
+    for axis, extent, limit in zip(order, positions, size):
+        if axis == "n":
+            source.append(slice(None))
+            destination.append(slice(0, limit, 1))
+            continue
+        k = "hw".index(axis)
+        step, offset = stride[k], tap[k] * dilation[k] - padding[k][0]
+        first = max(0, -(offset // step))  # the first output whose input is >= 0
+        stop = min(extent, (limit - 1 - offset) // step + 1)  # ... and < the input's size
+        if first >= stop:
+            return None
+        source.append(slice(first, stop))
+        destination.append(slice(first * step + offset, (stop - 1) * step + offset + 1, step))
+    return tuple(source), tuple(destination)
 
 
 # -- the columns of a convolution, one matrix per output row ---------------------------
