@@ -637,7 +637,7 @@ def test_parity_configurations_cover_every_argument():
     assert any(c["padding"] == "same" for c in configs)
     assert any(c["stride"] not in (1, (1, 1)) for c in configs)
     assert any(c["dilation"] != (1, 1) for c in configs)
-    orders, methods = set(), set()
+    orders, methods, input_grads = set(), set(), set()
     for seed in PARITY_SEEDS:
         x, weight, _, options = _random_conv(numpy.random.default_rng(seed))
         stride, dilation = (pair(options[name], name) for name in ("stride", "dilation"))
@@ -645,5 +645,13 @@ def test_parity_configurations_cover_every_argument():
         column_bytes = conv_ops._column_bytes(x, weight.shape[2:], stride, padding, dilation)
         orders.add(conv_ops._order(x.shape[0], column_bytes, stride))
         methods.add(conv_ops._by_rows(x, stride, dilation))
+        # which way conv2d_input_grad takes (see its docstring)
+        if stride[0] == dilation[0] == 1:
+            input_grads.add("row windows")
+        elif stride[1] == 1:
+            input_grads.add("width columns")
+        else:
+            input_grads.add("column phases" if dilation[1] == 1 else "W^T @ dL/dy")
     assert methods == {True, False}  # row columns and im2col
+    assert len(input_grads) == 4
     assert orders == {"nhw", "hwn"}

@@ -327,26 +327,32 @@ def conv2d_input_grad(
     """dL/dx of ``conv2d_forward``, which is also the transposed convolution of
     ``grad_out``: (N, O, OH, OW), (O, C/G, KH, KW) -> (N, C, H, W).
 
-    With stride 1 along W, half a convolution and half a col2im (``_input_grad_by_rows``);
-    with a stride along W but no dilation, that once per phase of the input's columns;
-    otherwise W^T @ dL/dy and a col2im over all KH·KW taps.
+    Along H first and then along W (``_input_grad_by_row_windows``) with stride and
+    dilation 1 along H, on the CPU; along W first and then along H
+    (``_input_grad_by_width_columns``) with stride 1 along W, or once per phase of the
+    input's columns with a stride along W but no dilation; otherwise W^T @ dL/dy and a
+    col2im over all KH·KW taps.
     """
+    xp = get_array_module(grad_out)
+    if stride[0] == 1 and dilation[0] == 1 and xp.__name__ == "numpy":
+        return _input_grad_by_row_windows(
+            grad_out, weight, input_size, stride, padding, dilation, groups
+        )
     if stride[1] == 1:
-        return _input_grad_by_rows(grad_out, weight, input_size, stride, padding, dilation, groups)
+        return _input_grad_by_width_columns(
+            grad_out, weight, input_size, stride, padding, dilation, groups
+        )
     if dilation[1] == 1:
         return _input_grad_by_column_phases(
             grad_out, weight, input_size, stride, padding, dilation, groups
         )
-    xp = get_array_module(grad_out)
     batch, out_channels, out_h, out_w = grad_out.shape
     _, group_channels, kernel_h, kernel_w = weight.shape
     channels = group_channels * groups
     height, width = input_size
-
     column_bytes, order = _columns_and_order(
         batch, channels * kernel_h * kernel_w, (out_h, out_w), grad_out.itemsize, stride
     )
-    (top, bottom), (left, right) = padding
     kernel_matrix = weight.reshape(groups, out_channels // groups, -1)  # (G, O/G, C/G·KH·KW)
     grad_x = _empty_output(xp, order, (batch, channels, height, width), grad_out.dtype)
     for start, stop in _batch_chunks(batch, column_bytes, order):
@@ -360,18 +366,12 @@ def conv2d_input_grad(
             channels, kernel_h, kernel_w, *layout_shape(order, images, (out_h, out_w))
         )
         col2im(
-            grad_columns,
-            grad_x[start:stop],
-            order,
-            (kernel_h, kernel_w),
-            stride,
-            dilation,
-            padding,
+            grad_columns, grad_x[start:stop], order, (kernel_h, kernel_w), stride, dilation, padding
         )
     return grad_x
 
 
-def _input_grad_by_rows(
+def _input_grad_by_row_windows(
     grad_out: Any,
     weight: Any,
     input_size: Pair,
@@ -380,8 +380,73 @@ def _input_grad_by_rows(
     dilation: Pair,
     groups: int,
 ) -> Any:
-    """``conv2d_input_grad`` when the stride along W is 1: half a convolution, half a
-    col2im.
+    """``conv2d_input_grad`` with stride and dilation 1 along H: first along H, as a
+    convolution of dL/dy, then along W, as a col2im.
+
+    dL/dx[c, h, w] = sum over o, i, j of W[o, c, i, j] · dL/dy[o, h + top - i, ow],
+    w = ow·SW + j·DW - left. With the kernel flipped along H (i' = KH-1-i) and dL/dy
+    given KH-1-top zero rows on top, the sum over (i', o) for input row h reads rows
+    h..h+KH-1: one matrix per input row, views of dL/dy's rows as in the forward
+    (``conv_windows``), one matmul for all of them. That gives (C·KW, L) per input row,
+    every kernel column's part at the L = OW·N output positions of the row; a col2im
+    over the KW kernel columns adds each where it belongs along W. Nothing the size of
+    the im2col columns is built.
+    """
+    xp = get_array_module(grad_out)
+    batch, out_channels, out_h, out_w = grad_out.shape
+    _, group_channels, kernel_h, kernel_w = weight.shape
+    channels = group_channels * groups
+    height, _ = input_size
+    (top, _), horizontal = padding
+    # (O, C/G, KH, KW) -> (G, 1, C/G·KW, KH·O/G): rows (c, j), columns (i', o)
+    kernel_matrix = weight[:, :, ::-1].reshape(
+        groups, out_channels // groups, group_channels, kernel_h, kernel_w
+    )
+    kernel_matrix = kernel_matrix.transpose(0, 2, 4, 3, 1).reshape(
+        groups, 1, -1, kernel_h * (out_channels // groups)
+    )
+    # per image: dL/dy's padded rows and the products
+    row_bytes = (out_channels * (height + kernel_h) + channels * kernel_w * height) * out_w
+    order = _order(batch, row_bytes * grad_out.itemsize, (1, 1))
+    positions_order = window_order(order, by_rows=True)
+    grad_x = _empty_output(xp, order, (batch, channels, *input_size), grad_out.dtype)
+    for start, stop in _batch_chunks(batch, row_bytes * grad_out.itemsize, order):
+        vertical = (kernel_h - 1 - top, height - out_h + top)
+        workspace = to_workspace(grad_out[start:stop], (vertical, (0, 0)), order)
+        windows = conv_windows(
+            workspace, order, groups, (kernel_h, 1), (1, 1), (1, 1), (height, out_w), by_rows=True
+        )  # (G, H, KH·O/G, L)
+        # stored (G, C/G·KW, H, L), the products are already the col2im's columns
+        parts = xp.empty(
+            (groups, kernel_matrix.shape[2], height, windows.shape[3]), dtype=grad_x.dtype
+        )
+        xp.matmul(kernel_matrix, windows, out=parts.transpose(0, 2, 1, 3))
+        columns = parts.reshape(
+            channels, 1, kernel_w, *layout_shape(positions_order, stop - start, (height, out_w))
+        )
+        col2im(
+            columns,
+            grad_x[start:stop],
+            positions_order,
+            (1, kernel_w),
+            (1, stride[1]),
+            (1, dilation[1]),
+            ((0, 0), horizontal),
+        )
+    return grad_x
+
+
+def _input_grad_by_width_columns(
+    grad_out: Any,
+    weight: Any,
+    input_size: Pair,
+    stride: Pair,
+    padding: Padding,
+    dilation: Pair,
+    groups: int,
+) -> Any:
+    """``conv2d_input_grad`` when the stride along W is 1: half a convolution along W,
+    half a col2im along H.
 
     Input row h receives from output row oh through kernel row i when
     h = oh·SH + i·DH - top. Along W nothing is strided, so for each kernel row i the
@@ -450,7 +515,7 @@ def _input_grad_by_column_phases(
     w + left = ow·SW + j. So the columns with (w + left) mod SW = φ receive only from
     the kernel columns j = φ, φ + SW, φ + 2·SW, ...; with u = (w + left - φ) / SW and
     j = φ + SW·j', that is w-phase index u = ow + j': a stride-1 input gradient with the
-    kernel's columns φ::SW, which ``_input_grad_by_rows`` computes.
+    kernel's columns φ::SW, which ``_input_grad_by_width_columns`` computes.
     """
     xp = get_array_module(grad_out)
     batch = grad_out.shape[0]
@@ -476,7 +541,7 @@ def _input_grad_by_column_phases(
         else:
             # the phase's input column 0 is phase index u0 = (first + left - φ) / SW
             shift = (first + left - phase) // stride[1]
-            part = _input_grad_by_rows(
+            part = _input_grad_by_width_columns(
                 grad_out,
                 taps,
                 (height, count),
