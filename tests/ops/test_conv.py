@@ -451,13 +451,14 @@ def test_conv2d_gradients_match_finite_differences(options, with_bias, device):
     assert tc.gradcheck(lambda *args: F.conv2d(*args, **options), inputs)
 
 
+@pytest.mark.parametrize("stride", [(2, 1), (1, 2)], ids=["im2col", "row-columns"])
 @pytest.mark.parametrize(
     ("keep_bytes", "workspace_limit"),
     [(0, 2**28), (2**28, 2**28), (2**28, 1)],
     ids=["columns-built-again", "columns-kept", "columns-kept-per-chunk"],
 )
 def test_weight_gradient_from_kept_or_rebuilt_columns_matches_finite_differences(
-    monkeypatch, keep_bytes, workspace_limit
+    monkeypatch, keep_bytes, workspace_limit, stride
 ):
     # the forward keeps its columns for the weight gradient when they are small enough,
     # one array per batch chunk; otherwise the backward builds them again
@@ -466,7 +467,7 @@ def test_weight_gradient_from_kept_or_rebuilt_columns_matches_finite_differences
     rng = numpy.random.default_rng(8)
     x = _leaf(rng.standard_normal((3, 2, 5, 6)))
     weight = _leaf(rng.standard_normal((3, 2, 3, 3)))
-    options = {"stride": (2, 1), "padding": 1}
+    options = {"stride": stride, "padding": 1}
     assert tc.gradcheck(lambda *args: F.conv2d(*args, **options), [x, weight])
 
 
