@@ -261,20 +261,26 @@ def test_batch_inner_outputs_flow_through_relu_pooling_and_the_next_convolution(
 
 @pytest.mark.parametrize("order", ["nhw", "hwn"])
 @pytest.mark.parametrize("stride_h, dilation_h", [(1, 1), (2, 1), (1, 2)])
-def test_conv_windows_hold_the_input_under_every_tap(order, stride_h, dilation_h):
+@pytest.mark.parametrize(
+    "padding", [((1, 2), (2, 1)), ((-1, 0), (0, -2)), ((0, 3), (6, 5))], ids=str
+)
+def test_conv_windows_hold_the_input_under_every_tap(order, stride_h, dilation_h, padding):
     # the column matrices (views of the row columns, or im2col's) against the padded
-    # input read pixel by pixel
+    # input read pixel by pixel; a negative padding crops, and with the widest one
+    # some kernel columns read nothing but padding at some outputs
     rng = numpy.random.default_rng(15)
     groups, channels, kernel, dilation_w = 2, 4, (2, 3), 2
     stride, dilation = (stride_h, 3), (dilation_h, dilation_w)
     x = rng.standard_normal((3, channels, 9, 13))
-    padded = numpy.pad(x, ((0, 0), (0, 0), (1, 2), (2, 1)))
+    (top, bottom), (left, right) = padding
+    cropped = x[:, :, max(-top, 0) : 9 - max(-bottom, 0), max(-left, 0) : 13 - max(-right, 0)]
+    widths = ((0, 0), (0, 0), (max(top, 0), max(bottom, 0)), (max(left, 0), max(right, 0)))
+    padded = numpy.pad(cropped, widths)
     out_h = (padded.shape[2] - dilation_h * (kernel[0] - 1) - 1) // stride[0] + 1
     out_w = (padded.shape[3] - dilation_w * (kernel[1] - 1) - 1) // stride[1] + 1
-    workspace = im2col_ops.to_workspace(x, ((1, 2), (2, 1)), order)
     by_rows = stride_h == 1 and dilation_h == 1
     windows = im2col_ops.conv_windows(
-        workspace, order, groups, kernel, stride, dilation, (out_h, out_w), by_rows
+        x, order, groups, kernel, stride, dilation, padding, (out_h, out_w), by_rows
     )
     blocks = out_h if by_rows else 1
     per_group = channels // groups

@@ -233,14 +233,14 @@ def conv2d_forward(
     kernel_matrix = _kernel_matrix(weight, groups)  # (G, 1, O/G, K)
     y = _empty_output(xp, order, (batch, out_channels, *out_size), x.dtype)
     for start, stop in _batch_chunks(batch, column_bytes, order):
-        workspace = to_workspace(x[start:stop], padding, order)
         windows = conv_windows(
-            workspace,
+            x[start:stop],
             order,
             groups,
             (kernel_h, kernel_w),
             stride,
             dilation,
+            padding,
             out_size,
             by_rows,
             reuse_buffer=kept_columns is None,
@@ -297,9 +297,16 @@ def conv2d_weight_grad(
         chunks = kept_columns
     for start, stop, windows in chunks:
         if windows is None:
-            workspace = to_workspace(x[start:stop], padding, order)
             windows = conv_windows(
-                workspace, order, groups, kernel_size, stride, dilation, (out_h, out_w), by_rows
+                x[start:stop],
+                order,
+                groups,
+                kernel_size,
+                stride,
+                dilation,
+                padding,
+                (out_h, out_w),
+                by_rows,
             )
         grad = positions_to_layout(grad_out[start:stop], positions_order)  # (O, M)
         grad = _by_block(grad, groups, windows.shape[1]).transpose(0, 1, 3, 2)  # (G, B, L, O/G)
@@ -412,9 +419,16 @@ def _input_grad_by_row_windows(
     grad_x = _empty_output(xp, order, (batch, channels, *input_size), grad_out.dtype)
     for start, stop in _batch_chunks(batch, row_bytes * grad_out.itemsize, order):
         vertical = (kernel_h - 1 - top, height - out_h + top)
-        workspace = to_workspace(grad_out[start:stop], (vertical, (0, 0)), order)
         windows = conv_windows(
-            workspace, order, groups, (kernel_h, 1), (1, 1), (1, 1), (height, out_w), by_rows=True
+            grad_out[start:stop],
+            order,
+            groups,
+            (kernel_h, 1),
+            (1, 1),
+            (1, 1),
+            (vertical, (0, 0)),
+            (height, out_w),
+            by_rows=True,
         )  # (G, H, KH·O/G, L)
         # stored (G, C/G·KW, H, L), the products are already the col2im's columns
         parts = xp.empty(
