@@ -264,60 +264,50 @@ def window_order(order: str, by_rows: bool) -> str:
 
 
 def row_columns(
-    source: Any,
+    workspace: Any,
     order: str,
     groups: int,
-    padding: tuple[Pair, Pair],
+    vertical: Pair,
     kernel_w: int,
     stride_w: int,
     dilation_w: int,
     out_w: int,
     reuse_buffer: bool = True,
 ) -> Any:
-    """An unpadded workspace (C, ...order...) -> contiguous (G, HP, C/G, KW, ...L axes...):
-    every padded input row's columns over the KW kernel columns only, KH times fewer
-    than ``im2col``'s.
+    """A workspace padded along W only -> contiguous (G, HP, C/G, KW, ...L axes...): every
+    input row's columns over the KW kernel columns only, KH times fewer than
+    ``im2col``'s, with ``vertical`` = (top, bottom) rows of padding.
 
     Element [g, h, c, j, ...] is input channel g·C/G + c of padded row h under kernel
     column j for one of the L = OW·N output positions of a row, (OW, N) in "hwn" and
-    (N, OW) in "nhw". The padding is never copied: the padded rows, and each kernel
-    column's positions that fall on the padding, are zeroed where they lie. In the
+    (N, OW) in "nhw". The padded rows are zeroed where they lie, never copied. In the
     scratch buffer unless ``reuse_buffer`` is False.
     """
-    (top, bottom), (left, _) = padding
-    sizes = dict(zip("c" + order, source.shape))
-    channels, height, width = sizes["c"] // groups, sizes["h"], sizes["w"]
-    along_row = [axis for axis in order if axis != "h"]  # the L axes: "wn" or "nw"
-    extent = {"w": out_w, "n": sizes["n"]}
-    shape = (groups, height + top + bottom, channels, kernel_w, *(extent[a] for a in along_row))
+    top, bottom = vertical
+    strides = dict(zip("c" + order, workspace.strides))
+    sizes = dict(zip("c" + order, workspace.shape))
+    channels = sizes["c"] // groups
+    position = {"w": (out_w, strides["w"] * stride_w), "n": (sizes["n"], strides["n"])}
+    along_row = [position[axis] for axis in order if axis != "h"]
+    shape = (groups, sizes["h"] + top + bottom, channels, kernel_w, *(n for n, _ in along_row))
     if reuse_buffer:
-        rows = scratch(shape, source.dtype, like=source)
+        rows = scratch(shape, workspace.dtype, like=workspace)
     else:
-        rows = get_array_module(source).empty(shape, dtype=source.dtype)
-    # (C, ...order...) -> (G, H, C/G, ...L axes...), a view
-    moved = source.reshape(groups, channels, *source.shape[1:])
-    moved = moved.transpose(0, 2 + order.index("h"), 1, *(2 + order.index(a) for a in along_row))
-    inside = slice(max(-top, 0), height - max(-bottom, 0))  # negative padding crops
-    first_row = max(top, 0)
-    last_row = first_row + inside.stop - inside.start
-    rows[:, :first_row] = 0
-    rows[:, last_row:] = 0
-    w_axis = 3 + along_row.index("w")  # in rows[:, :, :, j] and in moved
-
-    def at(array_rows: slice, columns: slice, j: int | None = None) -> tuple:
-        index = [slice(None), array_rows, slice(None)] + [slice(None)] * len(along_row)
-        index[w_axis] = columns
-        return tuple(index[:3] + [j] + index[3:]) if j is not None else tuple(index)
-
-    rows_inside = slice(first_row, last_row)
-    for j in range(kernel_w):
-        offset = j * dilation_w - left  # input column of output column 0
-        first = min(max(0, -(offset // stride_w)), out_w)
-        stop = max(min(out_w, (width - 1 - offset) // stride_w + 1), first)
-        columns = slice(first * stride_w + offset, (stop - 1) * stride_w + offset + 1, stride_w)
-        rows[at(rows_inside, slice(first, stop), j)] = moved[at(inside, columns)]
-        rows[at(rows_inside, slice(0, first), j)] = 0
-        rows[at(rows_inside, slice(stop, None), j)] = 0
+        rows = get_array_module(workspace).empty(shape, dtype=workspace.dtype)
+    inside = range(max(-top, 0), sizes["h"] - max(-bottom, 0))  # negative padding crops
+    first = max(top, 0)
+    view_strides = (
+        channels * strides["c"],
+        strides["h"],
+        strides["c"],
+        strides["w"] * dilation_w,
+        *(stride for _, stride in along_row),
+    )
+    source = workspace[(slice(None),) * (1 + order.index("h")) + (slice(inside.start, None),)]
+    shape_inside = (groups, len(inside), *shape[2:])
+    rows[:, :first] = 0
+    rows[:, first + len(inside) :] = 0
+    rows[:, first : first + len(inside)] = as_strided(source, shape_inside, view_strides)
     return rows
 
 
@@ -349,12 +339,12 @@ def conv_windows(
             workspace, order, groups, kernel_size, stride, dilation, out_size, reuse_buffer
         )
         return columns.reshape(groups, 1, math.prod(columns.shape[1:4]), -1)
-    source = to_workspace(x, ((0, 0), (0, 0)), order)
+    workspace = to_workspace(x, ((0, 0), padding[1]), order)
     rows = row_columns(
-        source,
+        workspace,
         order,
         groups,
-        padding,
+        padding[0],
         kernel_size[1],
         stride[1],
         dilation[1],
