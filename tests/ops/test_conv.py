@@ -185,7 +185,7 @@ def test_both_workspace_orders_and_chunked_batches_give_the_same_numbers(monkeyp
     options = (stride, ((1, 1), (1, 1)), (1, 1), 2)
     results = []
     for order, limit in [("nhw", 2**28), ("hwn", 2**28), ("nhw", 1), ("hwn", 1000)]:
-        monkeypatch.setattr(conv_ops, "_order", lambda *shape, order=order: order)
+        monkeypatch.setattr(conv_ops, "_order", lambda *shape, order=order, **_: order)
         monkeypatch.setattr(conv_ops, "_workspace_limit", limit)
         results.append(
             (
@@ -218,7 +218,7 @@ def test_staged_batch_inner_copies_match_a_plain_transpose(monkeypatch, padding)
 
 def test_batch_inner_order_with_images_of_a_power_of_two_bytes(monkeypatch):
     # the staged transposes into and out of the batch-inner order, against the loops
-    monkeypatch.setattr(conv_ops, "_order", lambda *shape: "hwn")
+    monkeypatch.setattr(conv_ops, "_order", lambda *shape, **_: "hwn")
     monkeypatch.setattr(backend, "_STAGE_BYTES", 3 * 8 * 8 * 8 * 8)
     rng = numpy.random.default_rng(13)
     x, weight = rng.standard_normal((8, 4, 8, 8)), rng.standard_normal((4, 4, 3, 3))
@@ -238,7 +238,7 @@ def test_batch_inner_outputs_flow_through_relu_pooling_and_the_next_convolution(
     # In the batch-inner order a convolution returns (N, O, OH, OW) values stored as
     # (O, OH, OW, N); the pool keeps that layout, the next convolution reads it as its
     # workspace without a copy, and the gradients come back in it.
-    monkeypatch.setattr(conv_ops, "_order", lambda *shape: "hwn")
+    monkeypatch.setattr(conv_ops, "_order", lambda *shape, **_: "hwn")
     rng = numpy.random.default_rng(11)
     x = _leaf(rng.standard_normal((3, 2, 8, 8)))
     first, first_bias = _leaf(rng.standard_normal((4, 2, 3, 3))), _leaf(rng.standard_normal(4))
@@ -650,8 +650,9 @@ def test_parity_configurations_cover_every_argument():
         stride, dilation = (pair(options[name], name) for name in ("stride", "dilation"))
         padding = normalize_padding(options["padding"], weight.shape[2:], dilation)
         column_bytes = conv_ops._column_bytes(x, weight.shape[2:], stride, padding, dilation)
-        orders.add(conv_ops._order(x.shape[0], column_bytes, stride))
-        methods.add(conv_ops._by_rows(x, stride, dilation))
+        by_rows = conv_ops._by_rows(x, stride, dilation)
+        orders.add(conv_ops._order(x.shape[0], column_bytes, stride, by_rows))
+        methods.add(by_rows)
         # which way conv2d_input_grad takes (see its docstring)
         if stride[0] == dilation[0] == 1:
             input_grads.add("row windows")

@@ -153,17 +153,24 @@ def _keep_columns(x: Any, weight: Any, stride: Pair, padding: Padding, dilation:
     return x.shape[0] * column_bytes <= _KEEP_COLUMNS_BYTES
 
 
-def _order(batch: int, column_bytes: int, stride: Pair) -> str:
+def _order(batch: int, column_bytes: int, stride: Pair, by_rows: bool = False) -> str:
     """The workspace order (see im2col.py) for a batch whose columns take ``column_bytes``
     per image.
 
     With the batch innermost, a stride-1 kernel's column copies run along OW·N elements
-    rather than OW; that pays for the transposes into that order when a cache-sized
-    chunk holds many images (LeNet's layers: 25-40% faster), not when it holds a few
-    large ones (a 64-channel 32×32 layer: 5-20% slower).
+    rather than OW. For im2col's columns that pays for the transposes into that order
+    when a cache-sized chunk holds many images (LeNet's layers: 25-40% faster), not
+    when it holds a few large ones (a 64-channel 32×32 layer: 5-20% slower). The row
+    columns are KH times fewer; when the whole batch's fit in one chunk, the products
+    land in the output in place, and the order pays there too (that 32×32 layer:
+    0.8× the time).
     """
+    if stride != (1, 1):
+        return "nhw"
+    if by_rows and batch * column_bytes <= min(_BATCH_INNER_CHUNK, _workspace_limit):
+        return "hwn"
     images = min(batch, _CACHE_FRIENDLY_CHUNK // max(column_bytes, 1))
-    return "hwn" if images >= 32 and stride == (1, 1) else "nhw"
+    return "hwn" if images >= 32 else "nhw"
 
 
 def _columns_and_order(
@@ -228,8 +235,8 @@ def conv2d_forward(
             conv_output_size(width, kernel_w, stride[1], padding[1], dilation[1]),
         )
     column_bytes = _column_bytes(x, (kernel_h, kernel_w), stride, padding, dilation, out_size)
-    order = _order(batch, column_bytes, stride)
     by_rows = _by_rows(x, stride, dilation)
+    order = _order(batch, column_bytes, stride, by_rows)
     kernel_matrix = _kernel_matrix(weight, groups)  # (G, 1, O/G, K)
     y = _empty_output(xp, order, (batch, out_channels, *out_size), x.dtype)
     for start, stop in _batch_chunks(batch, column_bytes, order):
@@ -287,8 +294,8 @@ def conv2d_weight_grad(
     batch, channels, _, _ = x.shape
     _, out_channels, out_h, out_w = grad_out.shape
     column_bytes = _column_bytes(x, kernel_size, stride, padding, dilation, (out_h, out_w))
-    order = _order(batch, column_bytes, stride)
     by_rows = _by_rows(x, stride, dilation)
+    order = _order(batch, column_bytes, stride, by_rows)
     positions_order = window_order(order, by_rows)
     grad_weight = None
     if kept_columns is None:
@@ -414,7 +421,10 @@ def _input_grad_by_row_windows(
     )
     # per image: dL/dy's padded rows and the products
     row_bytes = (out_channels * (height + kernel_h) + channels * kernel_w * height) * out_w
-    order = _order(batch, row_bytes * grad_out.itemsize, (1, 1))
+    if grad_out.strides[0] == grad_out.itemsize and batch > 1:  # stored batch-inner
+        order = "hwn"
+    else:
+        order = _order(batch, row_bytes * grad_out.itemsize, (1, 1), by_rows=True)
     positions_order = window_order(order, by_rows=True)
     grad_x = _empty_output(xp, order, (batch, channels, *input_size), grad_out.dtype)
     for start, stop in _batch_chunks(batch, row_bytes * grad_out.itemsize, order):
@@ -596,7 +606,7 @@ class Conv2d(Function):
         needs_x, needs_weight, needs_bias = self.needs_input_grad
         grad_x = grad_weight = grad_bias = None
         column_bytes = _column_bytes(x, weight.shape[2:], stride, padding, dilation)
-        order = _order(x.shape[0], column_bytes, stride)
+        order = _order(x.shape[0], column_bytes, stride, _by_rows(x, stride, dilation))
         if order == "hwn":  # as the forward chose
             # both gradients read dL/dy with the batch innermost: one transpose, shared
             grad_out = batch_inner(grad_out)
