@@ -327,6 +327,35 @@ def test_col2im_is_the_adjoint_of_im2col(order, kernel, stride, dilation, paddin
     assert numpy.isclose((columns * upstream).sum(), (x * back).sum(), rtol=1e-12)
 
 
+@pytest.mark.parametrize("as_convolution", [True, False], ids=["convolution", "row-windows"])
+@pytest.mark.parametrize(
+    "kernel, padding, dilation, groups, extra",
+    [
+        ((3, 3), 1, 1, 1, 0),
+        ((2, 3), 0, (2, 1), 2, 0),
+        ((3, 2), 2, 1, 1, 1),  # padding beyond the kernel's reach; one more row and column
+        ((1, 1), 0, 1, 3, 0),
+    ],
+)
+def test_stride_one_input_gradient_both_ways(
+    monkeypatch, as_convolution, kernel, padding, dilation, groups, extra
+):
+    # with many channels per group, as a convolution of dL/dy; with few, by row windows
+    monkeypatch.setattr(conv_ops, "_CHANNELS_FOR_A_CONVOLUTION", 1 if as_convolution else 10**9)
+    rng = numpy.random.default_rng(17)
+    grad_out = rng.standard_normal((2, 3 * groups, 5, 6))
+    weight = rng.standard_normal((3 * groups, 2, *kernel))
+    expected = naive_conv_transpose2d(
+        grad_out, weight, padding=padding, output_padding=extra, groups=groups, dilation=dilation
+    )
+    pads = normalize_padding(padding, kernel, dilation)
+    dilation = pair(dilation, "dilation")
+    ours = conv_ops.conv2d_input_grad(
+        grad_out, weight, expected.shape[2:], (1, 1), pads, dilation, groups
+    )
+    numpy.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-12)
+
+
 def test_convolutions_in_two_threads_at_once_give_their_own_results():
     # im2col reuses a scratch buffer; each thread must have its own
     rng = numpy.random.default_rng(14)
