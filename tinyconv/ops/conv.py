@@ -341,11 +341,14 @@ def conv2d_input_grad(
     """dL/dx of ``conv2d_forward``, which is also the transposed convolution of
     ``grad_out``: (N, O, OH, OW), (O, C/G, KH, KW) -> (N, C, H, W).
 
-    Along H first and then along W (``_input_grad_by_row_windows``) with stride and
-    dilation 1 along H, on the CPU; along W first and then along H
-    (``_input_grad_by_width_columns``) with stride 1 along W, or once per phase of the
-    input's columns with a stride along W but no dilation; otherwise W^T @ dL/dy and a
-    col2im over all KH·KW taps.
+    The first of these that applies:
+
+    - stride 1 and C/G >= 16: a convolution of dL/dy (``_input_grad_as_convolution``);
+    - stride and dilation 1 along H, on the CPU: along H first, then along W
+      (``_input_grad_by_row_windows``);
+    - stride 1 along W: along W first, then along H (``_input_grad_by_width_columns``);
+    - no dilation along W: that once per phase of the input's columns;
+    - W^T @ dL/dy and a col2im over all KH·KW taps.
     """
     xp = get_array_module(grad_out)
     if stride == (1, 1) and weight.shape[1] >= _CHANNELS_FOR_A_CONVOLUTION:
