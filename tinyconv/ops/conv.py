@@ -153,6 +153,10 @@ def _keep_columns(x: Any, weight: Any, stride: Pair, padding: Padding, dilation:
     return x.shape[0] * column_bytes <= _KEEP_COLUMNS_BYTES
 
 
+# With fewer images, the batch-inner order's transposes copy runs too short to pay.
+_FEWEST_IMAGES_INNERMOST = 8
+
+
 def _order(batch: int, column_bytes: int, stride: Pair, by_rows: bool = False) -> str:
     """The workspace order (see im2col.py) for a batch whose columns take ``column_bytes``
     per image.
@@ -163,11 +167,13 @@ def _order(batch: int, column_bytes: int, stride: Pair, by_rows: bool = False) -
     when it holds a few large ones (a 64-channel 32×32 layer: 5-20% slower). The row
     columns are KH times fewer; when the whole batch's fit in one chunk, the products
     land in the output in place, and the order pays there too (that 32×32 layer:
-    0.8× the time).
+    0.8× the time), unless the batch is so small that the transposes copy runs of a
+    few elements (2 images of 16×128×128: 1.2× the time).
     """
     if stride != (1, 1):
         return "nhw"
-    if by_rows and batch * column_bytes <= min(_BATCH_INNER_CHUNK, _workspace_limit):
+    whole_batch = batch * column_bytes <= min(_BATCH_INNER_CHUNK, _workspace_limit)
+    if by_rows and whole_batch and batch >= _FEWEST_IMAGES_INNERMOST:
         return "hwn"
     images = min(batch, _CACHE_FRIENDLY_CHUNK // max(column_bytes, 1))
     return "hwn" if images >= 32 else "nhw"
