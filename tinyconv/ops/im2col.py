@@ -173,12 +173,16 @@ def im2col(
 
 def _copied(workspace: Any, shape: tuple[int, ...], strides: tuple[int, ...], reuse: bool) -> Any:
     # a contiguous copy of a strided view of the workspace
-    if reuse:
-        columns = scratch(shape, workspace.dtype, like=workspace)
-    else:
-        columns = get_array_module(workspace).empty(shape, dtype=workspace.dtype)
+    columns = _buffer(shape, workspace, reuse)
     columns[...] = as_strided(workspace, shape, strides)
     return columns
+
+
+def _buffer(shape: tuple[int, ...], like: Any, reuse: bool) -> Any:
+    # the reused scratch buffer, or memory of its own for columns that are kept
+    if reuse:
+        return scratch(shape, like.dtype, like=like)
+    return get_array_module(like).empty(shape, dtype=like.dtype)
 
 
 def col2im(
@@ -290,10 +294,7 @@ def row_columns(
     position = {"w": (out_w, strides["w"] * stride_w), "n": (sizes["n"], strides["n"])}
     along_row = [position[axis] for axis in order if axis != "h"]
     shape = (groups, sizes["h"] + top + bottom, channels, kernel_w, *(n for n, _ in along_row))
-    if reuse_buffer:
-        rows = scratch(shape, workspace.dtype, like=workspace)
-    else:
-        rows = get_array_module(workspace).empty(shape, dtype=workspace.dtype)
+    rows = _buffer(shape, workspace, reuse_buffer)
     inside = range(max(-top, 0), sizes["h"] - max(-bottom, 0))  # negative padding crops
     first = max(top, 0)
     view_strides = (
@@ -303,6 +304,7 @@ def row_columns(
         strides["w"] * dilation_w,
         *(stride for _, stride in along_row),
     )
+    # the workspace from its first row inside, and the rows that copy covers
     source = workspace[(slice(None),) * (1 + order.index("h")) + (slice(inside.start, None),)]
     shape_inside = (groups, len(inside), *shape[2:])
     rows[:, :first] = 0
