@@ -519,9 +519,10 @@ def _input_grad_by_width_columns(
     padding: Padding,
     dilation: Pair,
     groups: int,
+    out: Any = None,
 ) -> Any:
     """``conv2d_input_grad`` when the stride along W is 1: half a convolution along W,
-    half a col2im along H.
+    half a col2im along H. Written into ``out`` when given (an (N, C, H, W) view).
 
     Input row h receives from output row oh through kernel row i when
     h = oh·SH + i·DH - top. Along W nothing is strided, so for each kernel row i the
@@ -550,7 +551,8 @@ def _input_grad_by_width_columns(
     column_bytes, order = _columns_and_order(
         batch, out_channels * kernel_w, (out_h, width), grad_out.itemsize, (1, 1)
     )
-    grad_x = _empty_output(xp, order, (batch, channels, height, width), grad_out.dtype)
+    if out is None:
+        out = _empty_output(xp, order, (batch, channels, height, width), grad_out.dtype)
     for start, stop in _batch_chunks(batch, column_bytes, order):
         images = stop - start
         workspace = to_workspace(grad_out[start:stop], w_padding, order)
@@ -564,14 +566,14 @@ def _input_grad_by_width_columns(
         rows = rows.reshape(channels, kernel_h, 1, *layout_shape(order, images, (out_h, width)))
         col2im(
             rows,
-            grad_x[start:stop],
+            out[start:stop],
             order,
             (kernel_h, 1),
             (stride[0], 1),
             (dilation[0], 1),
             ((top, bottom), (0, 0)),
         )
-    return grad_x
+    return out
 
 
 def _input_grad_by_column_phases(
@@ -605,32 +607,26 @@ def _input_grad_by_column_phases(
     )
     if order == "hwn":
         grad_out = batch_inner(grad_out)
-    grad_x = None
+    grad_x = _empty_output(xp, order, (batch, channels, height, width), grad_out.dtype)
     for first in range(min(stride[1], width)):  # the first input column of each phase
         phase = (first + left) % stride[1]
         taps = weight[..., phase :: stride[1]]  # (O, C/G, KH, KW'): the columns it meets
-        columns = slice(first, width, stride[1])
-        count = len(range(first, width, stride[1]))
+        columns = grad_x[..., first :: stride[1]]  # written in place
         if taps.shape[3] == 0:  # no kernel column reaches these inputs
-            part = xp.zeros((batch, channels, height, count), dtype=grad_out.dtype)
-        else:
-            # the phase's input column 0 is phase index u0 = (first + left - φ) / SW
-            shift = (first + left - phase) // stride[1]
-            part = _input_grad_by_width_columns(
-                grad_out,
-                taps,
-                (height, count),
-                (stride[0], 1),
-                ((top, bottom), (shift, 0)),
-                (dilation[0], 1),
-                groups,
-            )
-        if grad_x is None:  # in the layout the parts come in
-            order = "hwn" if part.strides[0] == part.itemsize and batch > 1 else "nhw"
-            grad_x = _empty_output(xp, order, (batch, channels, height, width), part.dtype)
-        grad_x[..., columns] = part
-    if grad_x is None:  # no input columns at all
-        return xp.zeros((batch, channels, height, width), dtype=grad_out.dtype)
+            columns[...] = 0
+            continue
+        # the phase's input column 0 is phase index u0 = (first + left - φ) / SW
+        shift = (first + left - phase) // stride[1]
+        _input_grad_by_width_columns(
+            grad_out,
+            taps,
+            columns.shape[2:],
+            (stride[0], 1),
+            ((top, bottom), (shift, 0)),
+            (dilation[0], 1),
+            groups,
+            out=columns,
+        )
     return grad_x
 
 
