@@ -657,6 +657,18 @@ def test_conv_transpose2d_matches_pytorch(torch, seed):
     )
 
 
+@pytest.mark.parametrize("seed", PARITY_SEEDS[:50])
+def test_input_gradient_as_a_convolution_matches_pytorch(torch, seed, monkeypatch):
+    # the random layers are too thin for that way, so every one takes it here
+    monkeypatch.setattr(conv_ops, "_CHANNELS_FOR_A_CONVOLUTION", 1)
+    rng = numpy.random.default_rng(seed)
+    x, weight, bias, options = _random_conv(rng)
+    _check_parity(torch, F.conv2d, torch.nn.functional.conv2d, x, weight, bias, options, seed)
+    x, weight, bias, options = _random_conv_transpose(rng)
+    functional = torch.nn.functional.conv_transpose2d
+    _check_parity(torch, F.conv_transpose2d, functional, x, weight, bias, options, seed)
+
+
 def test_float32_matches_pytorch_to_float32_tolerance(torch):
     rng = numpy.random.default_rng(9)
     x = rng.standard_normal((8, 6, 12, 12)).astype(numpy.float32)
@@ -682,7 +694,9 @@ def test_parity_configurations_cover_every_argument():
         by_rows = conv_ops._by_rows(x, stride, dilation)
         orders.add(conv_ops._order(x.shape[0], column_bytes, stride, by_rows))
         methods.add(by_rows)
-        # which way conv2d_input_grad takes (see its docstring)
+        # which way conv2d_input_grad takes (see its docstring); the layers are too thin
+        # for the first, which test_input_gradient_as_a_convolution_matches_pytorch forces
+        assert weight.shape[1] < conv_ops._CHANNELS_FOR_A_CONVOLUTION
         if stride[0] == dilation[0] == 1:
             input_grads.add("row windows")
         elif stride[1] == 1:
