@@ -178,25 +178,36 @@ def test_conv_transpose2d_is_the_adjoint_of_conv2d():
 
 
 @pytest.mark.parametrize("stride", [(2, 1), (1, 2)])  # im2col's columns, row columns
-def test_both_workspace_orders_and_chunked_batches_give_the_same_numbers(monkeypatch, stride):
+def test_both_workspace_orders_and_chunked_batches_match_the_definition(monkeypatch, stride):
     rng = numpy.random.default_rng(3)
     x, weight = rng.standard_normal((5, 4, 7, 6)), rng.standard_normal((6, 2, 3, 3))
     grad_out = rng.standard_normal((5, 6, 4, 6) if stride == (2, 1) else (5, 6, 7, 3))
     options = (stride, ((1, 1), (1, 1)), (1, 1), 2)
-    results = []
+    # the references: the loops, and for dL/dW its definition as the adjoint in W,
+    # <dL/dW, V> = <dL/dy, conv2d(x, V)> for any V
+    probe = rng.standard_normal(weight.shape)
+    convolved = naive_conv2d(x, probe, stride=stride, padding=1, groups=2)
+    expected = (
+        naive_conv2d(x, weight, stride=stride, padding=1, groups=2),
+        naive_conv_transpose2d(
+            grad_out,
+            weight,
+            stride=stride,
+            padding=1,
+            groups=2,
+            output_padding=(0, 0) if stride == (2, 1) else (0, 1),
+        ),
+    )
     for order, limit in [("nhw", 2**28), ("hwn", 2**28), ("nhw", 1), ("hwn", 1000)]:
         monkeypatch.setattr(conv_ops, "_order", lambda *shape, order=order, **_: order)
         monkeypatch.setattr(conv_ops, "_workspace_limit", limit)
-        results.append(
-            (
-                conv_ops.conv2d_forward(x, weight, None, *options),
-                conv_ops.conv2d_input_grad(grad_out, weight, (7, 6), *options),
-                conv_ops.conv2d_weight_grad(x, grad_out, (3, 3), *options),
-            )
-        )
-    for result in results[1:]:
-        for ours, first in zip(result, results[0]):
-            numpy.testing.assert_allclose(ours, first, rtol=1e-12, atol=1e-12)
+        y = conv_ops.conv2d_forward(x, weight, None, *options)
+        grad_x = conv_ops.conv2d_input_grad(grad_out, weight, (7, 6), *options)
+        grad_weight = conv_ops.conv2d_weight_grad(x, grad_out, (3, 3), *options)
+        numpy.testing.assert_allclose(y, expected[0], rtol=1e-12, atol=1e-12)
+        numpy.testing.assert_allclose(grad_x, expected[1], rtol=1e-12, atol=1e-12)
+        inner = (grad_out * convolved).sum()
+        assert numpy.isclose((grad_weight * probe).sum(), inner, rtol=1e-12)
 
 
 @pytest.mark.parametrize("padding", [0, 1])

@@ -199,12 +199,16 @@ def _empty_output(xp: Any, order: str, shape: tuple[int, ...], dtype: Any) -> An
     return xp.empty((channels, height, width, batch), dtype=dtype).transpose(3, 0, 1, 2)
 
 
+def _by_group(weight: Any, groups: int) -> Any:
+    # (O, C/G, KH, KW) -> (G, O/G, C/G, KH, KW): each group's kernels on their own axis
+    return weight.reshape(groups, weight.shape[0] // groups, *weight.shape[1:])
+
+
 def _kernel_matrix(weight: Any, groups: int) -> Any:
     # (O, C/G, KH, KW) -> (G, 1, O/G, KH·C/G·KW): columns ordered (i, c, j) as
     # conv_windows' rows; the 1 broadcasts over its blocks of positions
-    out_channels, group_channels, kernel_h, kernel_w = weight.shape
-    kernel = weight.reshape(groups, out_channels // groups, group_channels, kernel_h, kernel_w)
-    return kernel.transpose(0, 1, 3, 2, 4).reshape(groups, 1, out_channels // groups, -1)
+    kernel = _by_group(weight, groups).transpose(0, 1, 3, 2, 4)
+    return kernel.reshape(groups, 1, weight.shape[0] // groups, -1)
 
 
 def _by_block(positions: Any, groups: int, blocks: int) -> Any:
@@ -415,17 +419,13 @@ def _input_grad_as_convolution(
     is whatever reaches row H - 1, which a transposed convolution's output_padding may
     put past the other side's.
     """
-    out_channels, group_channels, kernel_h, kernel_w = weight.shape
+    out_channels, _, kernel_h, kernel_w = weight.shape
     out_h, out_w = grad_out.shape[2:]
     height, width = input_size
     (top, _), (left, _) = padding
     # (O, C/G, KH, KW) -> (C, O/G, KH, KW), flipped: group g's C/G rows see its O/G
-    flipped = weight[:, :, ::-1, ::-1].reshape(
-        groups, out_channels // groups, group_channels, kernel_h, kernel_w
-    )
-    flipped = flipped.transpose(0, 2, 1, 3, 4).reshape(
-        -1, out_channels // groups, kernel_h, kernel_w
-    )
+    flipped = _by_group(weight[:, :, ::-1, ::-1], groups).transpose(0, 2, 1, 3, 4)
+    flipped = flipped.reshape(-1, out_channels // groups, kernel_h, kernel_w)
     reach = (dilation[0] * (kernel_h - 1), dilation[1] * (kernel_w - 1))
     flipped_padding = (
         (reach[0] - top, height - out_h + top),
@@ -464,12 +464,8 @@ def _input_grad_by_row_windows(
     height, _ = input_size
     (top, _), horizontal = padding
     # (O, C/G, KH, KW) -> (G, 1, C/G·KW, KH·O/G): rows (c, j), columns (i', o)
-    kernel_matrix = weight[:, :, ::-1].reshape(
-        groups, out_channels // groups, group_channels, kernel_h, kernel_w
-    )
-    kernel_matrix = kernel_matrix.transpose(0, 2, 4, 3, 1).reshape(
-        groups, 1, -1, kernel_h * (out_channels // groups)
-    )
+    kernel_matrix = _by_group(weight[:, :, ::-1], groups).transpose(0, 2, 4, 3, 1)
+    kernel_matrix = kernel_matrix.reshape(groups, 1, -1, kernel_h * (out_channels // groups))
     # per image: dL/dy's padded rows and the products
     row_bytes = (out_channels * (height + kernel_h) + channels * kernel_w * height) * out_w
     if grad_out.strides[0] == grad_out.itemsize and batch > 1:  # stored batch-inner
@@ -478,8 +474,8 @@ def _input_grad_by_row_windows(
         order = _order(batch, row_bytes * grad_out.itemsize, (1, 1), by_rows=True)
     positions_order = window_order(order, by_rows=True)
     grad_x = _empty_output(xp, order, (batch, channels, *input_size), grad_out.dtype)
+    vertical = (kernel_h - 1 - top, height - out_h + top)  # dL/dy's rows padded
     for start, stop in _batch_chunks(batch, row_bytes * grad_out.itemsize, order):
-        vertical = (kernel_h - 1 - top, height - out_h + top)
         windows = conv_windows(
             grad_out[start:stop],
             order,
@@ -543,10 +539,7 @@ def _input_grad_by_width_columns(
     # convolution's output_padding may put past the padding)
     w_padding = ((0, 0), (dilation[1] * (kernel_w - 1) - left, width - out_w + left))
     # (O, C/G, KH, KW) -> (G, C/G·KH, O/G·KW): rows (c, i), columns (o, j'), flipped in W
-    kernel_matrix = weight.reshape(
-        groups, out_channels // groups, group_channels, kernel_h, kernel_w
-    )
-    kernel_matrix = kernel_matrix[..., ::-1].transpose(0, 2, 3, 1, 4)
+    kernel_matrix = _by_group(weight[..., ::-1], groups).transpose(0, 2, 3, 1, 4)
     kernel_matrix = kernel_matrix.reshape(groups, group_channels * kernel_h, -1)
     column_bytes, order = _columns_and_order(
         batch, out_channels * kernel_w, (out_h, width), grad_out.itemsize, (1, 1)
