@@ -21,6 +21,7 @@ __all__ = [
     "array_module",
     "as_strided",
     "copy_batch_innermost",
+    "copy_phases_batch_innermost",
     "cuda_is_available",
     "default_device",
     "device_of",
@@ -177,23 +178,31 @@ def copy_batch_innermost(out: Any, src: Any) -> None:
     So on the CPU a block of channels is first copied, image by image, into a buffer
     whose images lie one cache line more than that apart, and transposed from there.
     """
-    moved = src.transpose(1, 2, 3, 0)
+    copy_phases_batch_innermost([(out, 0)], src, 1)
+
+
+def copy_phases_batch_innermost(targets: list, src: Any, step: int) -> None:
+    """For each (out, first) of ``targets``: ``out[...] = src[..., first::step]`` with the
+    batch innermost, as ``copy_batch_innermost``: the columns of each phase of a stride
+    ``step``, from one staged copy of src rather than a strided read per phase."""
     batch, channels, height, width = src.shape
     if _is_cupy_array(src) or batch < 2 or src.strides[0] % 2048 or src.strides[0] == 0:
-        out[...] = moved
+        for out, first in targets:
+            out[...] = src[..., first::step].transpose(1, 2, 3, 0)
         return
     plane = height * width
-    step = max(1, min(channels, _STAGE_BYTES // max(batch * plane * src.itemsize, 1)))
-    pitch = step * plane + 64 // src.itemsize  # elements from one staged image to the next
+    block = max(1, min(channels, _STAGE_BYTES // max(batch * plane * src.itemsize, 1)))
+    pitch = block * plane + 64 // src.itemsize  # elements from one staged image to the next
     flat = numpy.empty(batch * pitch, dtype=src.dtype)
     strides = tuple(count * src.itemsize for count in (pitch, plane, width, 1))
-    for first in range(0, channels, step):
-        last = min(first + step, channels)
+    for start in range(0, channels, block):
+        stop = min(start + block, channels)
         stage = numpy.lib.stride_tricks.as_strided(
-            flat, (batch, last - first, height, width), strides
+            flat, (batch, stop - start, height, width), strides
         )
-        stage[...] = src[:, first:last]
-        out[first:last] = stage.transpose(1, 2, 3, 0)
+        stage[...] = src[:, start:stop]
+        for out, first in targets:
+            out[start:stop] = stage[..., first::step].transpose(1, 2, 3, 0)
 
 
 class _ScratchBuffers(threading.local):

@@ -227,6 +227,25 @@ def test_staged_batch_inner_copies_match_a_plain_transpose(monkeypatch, padding)
         numpy.testing.assert_array_equal(out, expected)
 
 
+@pytest.mark.parametrize("stride_w", [2, 3])
+@pytest.mark.parametrize("padding", [((0, 0), (0, 0)), ((1, 2), (1, 2)), ((2, 0), (4, 0))])
+def test_phase_workspace_holds_every_phase_of_the_padded_input(monkeypatch, stride_w, padding):
+    # element [c, h, φ, q, n] is the padded input at column q·SW + φ, zero past its width;
+    # images of 2 KiB take the staged copy, a stage of three channels leaves one over
+    monkeypatch.setattr(backend, "_STAGE_BYTES", 3 * 6 * 8 * 8 * 8)
+    rng = numpy.random.default_rng(14)
+    x = rng.standard_normal((6, 4, 8, 8))
+    padded = numpy.pad(x, ((0, 0), (0, 0), *padding))
+    width = padded.shape[3]
+    phases = -(-width // stride_w)
+    expected = numpy.zeros((4, padded.shape[2], stride_w, phases, 6))
+    for phase in range(stride_w):
+        for q in range(phases):
+            if q * stride_w + phase < width:
+                expected[:, :, phase, q] = padded[..., q * stride_w + phase].transpose(1, 2, 0)
+    numpy.testing.assert_array_equal(im2col_ops.phase_workspace(x, padding, stride_w), expected)
+
+
 def test_batch_inner_order_with_images_of_a_power_of_two_bytes(monkeypatch):
     # the staged transposes into and out of the batch-inner order, against the loops
     monkeypatch.setattr(conv_ops, "_order", lambda *shape, **_: "hwn")
@@ -364,6 +383,40 @@ def test_stride_one_input_gradient_both_ways(
     ours = conv_ops.conv2d_input_grad(
         grad_out, weight, expected.shape[2:], (1, 1), pads, dilation, groups
     )
+    numpy.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("batch", [2, 33], ids=["nhw", "hwn"])
+@pytest.mark.parametrize(
+    "kernel, stride, padding, extra, groups",
+    [
+        ((4, 4), (2, 2), 1, 0, 1),
+        ((2, 2), (2, 2), 0, 1, 1),  # one tap per phase
+        ((6, 3), (3, 3), (2, 0), (2, 1), 2),
+        ((4, 2), (2, 2), (3, 1), (1, 0), 1),  # padding past a stride: the first p > 0
+        ((3, 4), (3, 2), (0, 2), 0, 3),
+    ],
+)
+def test_input_gradient_by_sub_pixels(monkeypatch, batch, kernel, stride, padding, extra, groups):
+    # a kernel that is a multiple of the stride: one stride-1 convolution for all phases
+    calls = []
+    sub_pixels = conv_ops._input_grad_by_sub_pixels
+    monkeypatch.setattr(
+        conv_ops,
+        "_input_grad_by_sub_pixels",
+        lambda *args: calls.append(args) or sub_pixels(*args),
+    )
+    rng = numpy.random.default_rng(23)
+    grad_out = rng.standard_normal((batch, 2 * groups, 4, 5))
+    weight = rng.standard_normal((2 * groups, 3, *kernel))
+    expected = naive_conv_transpose2d(
+        grad_out, weight, stride=stride, padding=padding, output_padding=extra, groups=groups
+    )
+    pads = normalize_padding(padding, kernel, (1, 1))
+    ours = conv_ops.conv2d_input_grad(
+        grad_out, weight, expected.shape[2:], stride, pads, (1, 1), groups
+    )
+    assert len(calls) == 1
     numpy.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-12)
 
 
@@ -703,17 +756,22 @@ def test_parity_configurations_cover_every_argument():
         padding = normalize_padding(options["padding"], weight.shape[2:], dilation)
         column_bytes = conv_ops._column_bytes(x, weight.shape[2:], stride, padding, dilation)
         by_rows = conv_ops._by_rows(x, stride, dilation)
-        orders.add(conv_ops._order(x.shape[0], column_bytes, stride, by_rows))
+        reach = dilation[1] * (weight.shape[3] - 1)
+        out_w = (x.shape[3] + sum(padding[1]) - reach - 1) // stride[1] + 1
+        orders.add(conv_ops._order(x.shape[0], column_bytes, stride, by_rows, out_w))
         methods.add(by_rows)
         # which way conv2d_input_grad takes (see its docstring); the layers are too thin
         # for the first, which test_input_gradient_as_a_convolution_matches_pytorch forces
         assert weight.shape[1] < conv_ops._CHANNELS_FOR_A_CONVOLUTION
+        kernel = weight.shape[2:]
         if stride[0] == dilation[0] == 1:
             input_grads.add("row windows")
         elif stride[1] == 1:
             input_grads.add("width columns")
+        elif dilation == (1, 1) and kernel[0] % stride[0] == kernel[1] % stride[1] == 0:
+            input_grads.add("sub-pixels")
         else:
             input_grads.add("column phases" if dilation[1] == 1 else "W^T @ dL/dy")
     assert methods == {True, False}  # row columns and im2col
-    assert len(input_grads) == 4
+    assert len(input_grads) == 5
     assert orders == {"nhw", "hwn"}

@@ -157,9 +157,11 @@ def _keep_columns(x: Any, weight: Any, stride: Pair, padding: Padding, dilation:
 _FEWEST_IMAGES_INNERMOST = 8
 
 
-def _order(batch: int, column_bytes: int, stride: Pair, by_rows: bool = False) -> str:
+def _order(
+    batch: int, column_bytes: int, stride: Pair, by_rows: bool = False, out_w: int = 0
+) -> str:
     """The workspace order (see im2col.py) for a batch whose columns take ``column_bytes``
-    per image.
+    per image, ``out_w`` output columns wide.
 
     With the batch innermost, a stride-1 kernel's column copies run along OW·N elements
     rather than OW. For im2col's columns that pays for the transposes into that order
@@ -169,10 +171,17 @@ def _order(batch: int, column_bytes: int, stride: Pair, by_rows: bool = False) -
     land in the output in place, and the order pays there too (that 32×32 layer:
     0.8× the time), unless the batch is so small that the transposes copy runs of a
     few elements (2 images of 16×128×128: 1.2× the time).
+
+    A strided kernel's copies run along N contiguous elements batch-inner, along OW
+    elements SW apart otherwise. With the whole batch in one chunk, the longer runs
+    win: a 64->128 layer on 32 images of 32×32 with stride 2 took 0.95× the time
+    batch-inner, a transposed 64->32 one with stride 2 (im2col of dL/dy) 0.82×, but
+    16 images of 32×64×64 with stride 2 took 1.1×.
     """
-    if stride != (1, 1):
-        return "nhw"
     whole_batch = batch * column_bytes <= min(_BATCH_INNER_CHUNK, _workspace_limit)
+    if stride != (1, 1):
+        longer = batch >= max(out_w, _FEWEST_IMAGES_INNERMOST)
+        return "hwn" if whole_batch and longer else "nhw"
     if by_rows and whole_batch and batch >= _FEWEST_IMAGES_INNERMOST:
         return "hwn"
     images = min(batch, _CACHE_FRIENDLY_CHUNK // max(column_bytes, 1))
@@ -185,7 +194,7 @@ def _columns_and_order(
     """(bytes of one image's columns, the workspace order) for a column matrix of
     ``column_rows`` rows over ``positions`` (rows, columns) per image."""
     column_bytes = column_rows * positions[0] * positions[1] * itemsize
-    return column_bytes, _order(batch, column_bytes, stride)
+    return column_bytes, _order(batch, column_bytes, stride, out_w=positions[1])
 
 
 def _empty_output(xp: Any, order: str, shape: tuple[int, ...], dtype: Any) -> Any:
@@ -246,7 +255,7 @@ def conv2d_forward(
         )
     column_bytes = _column_bytes(x, (kernel_h, kernel_w), stride, padding, dilation, out_size)
     by_rows = _by_rows(x, stride, dilation)
-    order = _order(batch, column_bytes, stride, by_rows)
+    order = _order(batch, column_bytes, stride, by_rows, out_size[1])
     kernel_matrix = _kernel_matrix(weight, groups)  # (G, 1, O/G, K)
     y = _empty_output(xp, order, (batch, out_channels, *out_size), x.dtype)
     for start, stop in _batch_chunks(batch, column_bytes, order):
@@ -305,7 +314,7 @@ def conv2d_weight_grad(
     _, out_channels, out_h, out_w = grad_out.shape
     column_bytes = _column_bytes(x, kernel_size, stride, padding, dilation, (out_h, out_w))
     by_rows = _by_rows(x, stride, dilation)
-    order = _order(batch, column_bytes, stride, by_rows)
+    order = _order(batch, column_bytes, stride, by_rows, out_w)
     positions_order = window_order(order, by_rows)
     grad_weight = None
     if kept_columns is None:
@@ -357,6 +366,8 @@ def conv2d_input_grad(
     - stride and dilation 1 along H, on the CPU: along H first, then along W
       (``_input_grad_by_row_windows``);
     - stride 1 along W: along W first, then along H (``_input_grad_by_width_columns``);
+    - each kernel size a multiple of its stride, no dilation: one stride-1 convolution
+      for every phase of the input's pixels at once (``_input_grad_by_sub_pixels``);
     - no dilation along W: that once per phase of the input's columns;
     - W^T @ dL/dy and a col2im over all KH·KW taps.
     """
@@ -371,6 +382,9 @@ def conv2d_input_grad(
         return _input_grad_by_width_columns(
             grad_out, weight, input_size, stride, padding, dilation, groups
         )
+    kernel_size = weight.shape[2:]
+    if dilation == (1, 1) and kernel_size[0] % stride[0] == 0 and kernel_size[1] % stride[1] == 0:
+        return _input_grad_by_sub_pixels(grad_out, weight, input_size, stride, padding, groups)
     if dilation[1] == 1:
         return _input_grad_by_column_phases(
             grad_out, weight, input_size, stride, padding, dilation, groups
@@ -570,6 +584,68 @@ def _input_grad_by_width_columns(
     return out
 
 
+def _input_grad_by_sub_pixels(
+    grad_out: Any, weight: Any, input_size: Pair, stride: Pair, padding: Padding, groups: int
+) -> Any:
+    """``conv2d_input_grad`` when each kernel size is a multiple of its stride and the
+    dilation is 1: one stride-1 convolution of dL/dy that computes every phase of the
+    input's pixels as channels of its own, then a copy that puts each in its place
+    (the *sub-pixel* convolution).
+
+    Input row h receives from output row oh through kernel row i when
+    h + top = oh·SH + i. With i = φ + SH·a (φ = i mod SH, a < A = KH/SH), that is
+    φ = (h + top) mod SH and oh = p - a, p = (h + top) div SH: the rows of phase φ are
+    Z[φ, p] = sum over a of W[φ + SH·a] · dL/dy[p - a], a correlation of dL/dy with
+    kernel rows φ, φ + SH, ... in reverse. Every phase reads the same A rows of dL/dy
+    for a given p, so all SH·SW phases are one convolution with an A_h×A_w kernel and
+    SH·SW·C output channels. It multiplies no zero taps; only the p at the input's
+    edges that some phase has no pixel for, at most one row and column, go unused.
+    """
+    xp = get_array_module(grad_out)
+    batch, out_channels, out_h, out_w = grad_out.shape
+    _, group_channels, kernel_h, kernel_w = weight.shape
+    taps = (kernel_h // stride[0], kernel_w // stride[1])  # A along H and W
+    # the p that reach the input: from top div S to (size - 1 + top) div S
+    first = tuple(padding[k][0] // stride[k] for k in (0, 1))
+    count = tuple((input_size[k] - 1 + padding[k][0]) // stride[k] - first[k] + 1 for k in (0, 1))
+    # Z[p] reads dL/dy[p - a] = dL/dy padded with A - 1 - first rows on top (negative
+    # crops) at p - first + a', a' = A - 1 - a; the bottom padding makes ``count`` rows
+    sub_padding = tuple(
+        (taps[k] - 1 - first[k], first[k] + count[k] - (out_h, out_w)[k]) for k in (0, 1)
+    )
+    # (O, C/G, A_h·SH, A_w·SW) -> (G·SH·SW·C/G, O/G, A_h, A_w): output channels ordered
+    # (g, φh, φw, c), the taps a reversed
+    sub_weight = weight.reshape(
+        groups, out_channels // groups, group_channels, taps[0], stride[0], taps[1], stride[1]
+    )
+    sub_weight = sub_weight[:, :, :, ::-1, :, ::-1].transpose(0, 4, 6, 2, 1, 3, 5)
+    sub_weight = sub_weight.reshape(-1, out_channels // groups, *taps)
+    phases = conv2d_forward(grad_out, sub_weight, None, (1, 1), sub_padding, (1, 1), groups, count)
+    # (N, G·SH·SW·C/G, P_h, P_w) -> (N, G, SH, SW, C/G, P_h, P_w)
+    phases = phases.reshape(batch, groups, *stride, group_channels, *count)
+    order = "hwn" if phases.strides[0] == phases.itemsize and batch > 1 else "nhw"
+    grad_x = _empty_output(xp, order, (batch, groups * group_channels, *input_size), grad_out.dtype)
+    by_group = grad_x.reshape(batch, groups, group_channels, *input_size)  # a view
+    starts = []  # per axis: (φ, the phase's first pixel, its first p) for each phase
+    for k in (0, 1):
+        pixels = [(phase - padding[k][0]) % stride[k] for phase in range(stride[k])]
+        starts.append(
+            [
+                (phase, pixel, (pixel + padding[k][0]) // stride[k] - first[k])
+                for phase, pixel in enumerate(pixels)
+                if pixel < input_size[k]
+            ]
+        )
+    for phase_h, row, p_row in starts[0]:
+        rows = len(range(row, input_size[0], stride[0]))
+        for phase_w, column, p_column in starts[1]:
+            columns = len(range(column, input_size[1], stride[1]))
+            by_group[..., row :: stride[0], column :: stride[1]] = phases[
+                :, :, phase_h, phase_w, :, p_row : p_row + rows, p_column : p_column + columns
+            ]
+    return grad_x
+
+
 def _input_grad_by_column_phases(
     grad_out: Any,
     weight: Any,
@@ -647,7 +723,8 @@ class Conv2d(Function):
         needs_x, needs_weight, needs_bias = self.needs_input_grad
         grad_x = grad_weight = grad_bias = None
         column_bytes = _column_bytes(x, weight.shape[2:], stride, padding, dilation)
-        order = _order(x.shape[0], column_bytes, stride, _by_rows(x, stride, dilation))
+        by_rows = _by_rows(x, stride, dilation)
+        order = _order(x.shape[0], column_bytes, stride, by_rows, grad_out.shape[3])
         if order == "hwn":  # as the forward chose
             # both gradients read dL/dy with the batch innermost: one transpose, shared
             grad_out = batch_inner(grad_out)

@@ -33,13 +33,20 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tinyconv.backend import as_strided, copy_batch_innermost, get_array_module, scratch
+from tinyconv.backend import (
+    as_strided,
+    copy_batch_innermost,
+    copy_phases_batch_innermost,
+    get_array_module,
+    scratch,
+)
 
 __all__ = [
     "batch_inner",
     "col2im",
     "im2col",
     "layout_shape",
+    "phase_workspace",
     "positions_from_layout",
     "positions_to_layout",
     "conv_windows",
@@ -98,6 +105,35 @@ def to_workspace(x: Any, padding: tuple[Pair, Pair], order: str) -> Any:
     return workspace
 
 
+def phase_workspace(x: Any, padding: tuple[Pair, Pair], stride_w: int) -> Any:
+    """(N, C, H, W) -> the "hwn" workspace with its columns split by phase:
+    (C, HP, SW, ceil(WP / SW), N), element [c, h, φ, q, n] = the padded input at row h,
+    column q·SW + φ (zero past its width). ``padding`` must not crop along W.
+
+    A stride-SW kernel column reads every SW-th column, so in the plain workspace its
+    runs are N elements long; in its phase they are OW·N.
+    """
+    xp = get_array_module(x)
+    (top, bottom), (left, right) = padding
+    batch, channels, height, width = x.shape
+    padded_width = width + left + right
+    workspace = xp.zeros(
+        (channels, height + top + bottom, stride_w, -(-padded_width // stride_w), batch),
+        dtype=x.dtype,
+    )
+    source = x[:, :, max(-top, 0) : height - max(-bottom, 0)]  # negative padding crops
+    rows = slice(max(top, 0), max(top, 0) + source.shape[2])
+    targets = []  # (where a phase's columns go, x's first column in that phase)
+    for phase in range(stride_w):
+        first = max(0, -(-(left - phase) // stride_w))  # the first q that holds x
+        column = first * stride_w + phase - left  # ... and x's column there
+        if column < width:
+            count = len(range(column, width, stride_w))
+            targets.append((workspace[:, rows, phase, first : first + count], column))
+    copy_phases_batch_innermost(targets, source, stride_w)
+    return workspace
+
+
 _NCHW_AXIS = {"n": 0, "h": 2, "w": 3}
 
 
@@ -149,12 +185,17 @@ def im2col(
     out_size: Pair,
     reuse_buffer: bool = True,
 ) -> Any:
-    """Workspace -> contiguous columns (G, KH, C/G, KW, ...M axes...): one copy, no loop.
+    """Workspace -> contiguous columns (G, KH, C/G, KW, ...M axes...): one copy, or one
+    per kernel column from a workspace split by column phases (``phase_workspace``).
 
     Element [g, i, c, j, ...] is input channel g·C/G + c under kernel tap (i, j) of
     an output position. The columns live in the reused scratch buffer, valid until the
     next ``im2col`` or ``row_columns``, unless ``reuse_buffer`` is False.
     """
+    if workspace.ndim == 5:  # split by column phases (``phase_workspace``)
+        return _columns_of_phases(
+            workspace, groups, kernel_size, stride, dilation, out_size, reuse_buffer
+        )
     strides = dict(zip("c" + order, workspace.strides))
     sizes = dict(zip("c" + order, workspace.shape))
     step = {"n": strides["n"], "h": strides["h"] * stride[0], "w": strides["w"] * stride[1]}
@@ -169,6 +210,40 @@ def im2col(
         *(step[axis] for axis in order),
     )
     return _copied(workspace, shape, view_strides, reuse_buffer)
+
+
+def _columns_of_phases(
+    workspace: Any,
+    groups: int,
+    kernel_size: Pair,
+    stride: Pair,
+    dilation: Pair,
+    out_size: Pair,
+    reuse: bool,
+) -> Any:
+    # ``im2col`` of a (C, HP, SW, WQ, N) workspace, in the "hwn" order: kernel column j
+    # reads padded column ow·SW + j·DW, which is phase (j·DW) mod SW at q = ow + shift,
+    # so each kernel column is one copy whose runs are OW·N elements long
+    channels, _, _, _, batch = workspace.shape
+    channels //= groups
+    stride_c, stride_h, _, stride_q, stride_n = workspace.strides
+    columns = _buffer(
+        (groups, kernel_size[0], channels, kernel_size[1], *out_size, batch), workspace, reuse
+    )
+    view_shape = (groups, kernel_size[0], channels, *out_size, batch)
+    view_strides = (
+        channels * stride_c,
+        stride_h * dilation[0],
+        stride_c,
+        stride_h * stride[0],
+        stride_q,
+        stride_n,
+    )
+    for j in range(kernel_size[1]):
+        shift, phase = divmod(j * dilation[1], stride[1])
+        origin = workspace[:, :, phase, shift:]
+        columns[:, :, :, j] = as_strided(origin, view_shape, view_strides)
+    return columns
 
 
 def _copied(workspace: Any, shape: tuple[int, ...], strides: tuple[int, ...], reuse: bool) -> Any:
@@ -336,7 +411,10 @@ def conv_windows(
     the ``im2col`` columns of the padded workspace.
     """
     if not by_rows:
-        workspace = to_workspace(x, padding, order)
+        if order == "hwn" and stride[1] > 1 and min(padding[1]) >= 0:
+            workspace = phase_workspace(x, padding, stride[1])
+        else:
+            workspace = to_workspace(x, padding, order)
         columns = im2col(
             workspace, order, groups, kernel_size, stride, dilation, out_size, reuse_buffer
         )
