@@ -625,25 +625,30 @@ def _input_grad_by_sub_pixels(
     phases = phases.reshape(batch, groups, *stride, group_channels, *count)
     order = "hwn" if phases.strides[0] == phases.itemsize and batch > 1 else "nhw"
     grad_x = _empty_output(xp, order, (batch, groups * group_channels, *input_size), grad_out.dtype)
-    by_group = grad_x.reshape(batch, groups, group_channels, *input_size)  # a view
-    starts = []  # per axis: (φ, the phase's first pixel, its first p) for each phase
-    for k in (0, 1):
-        pixels = [(phase - padding[k][0]) % stride[k] for phase in range(stride[k])]
-        starts.append(
-            [
-                (phase, pixel, (pixel + padding[k][0]) // stride[k] - first[k])
-                for phase, pixel in enumerate(pixels)
-                if pixel < input_size[k]
-            ]
-        )
-    for phase_h, row, p_row in starts[0]:
-        rows = len(range(row, input_size[0], stride[0]))
-        for phase_w, column, p_column in starts[1]:
-            columns = len(range(column, input_size[1], stride[1]))
+    # splitting an axis is always a view, so what is written into it lands in grad_x
+    by_group = grad_x.reshape(batch, groups, group_channels, *input_size)
+    rows, columns = (
+        _phase_starts(input_size[k], stride[k], padding[k][0], first[k]) for k in (0, 1)
+    )
+    for phase_h, row, p_row in rows:
+        height = len(range(row, input_size[0], stride[0]))
+        for phase_w, column, p_column in columns:
+            width = len(range(column, input_size[1], stride[1]))
             by_group[..., row :: stride[0], column :: stride[1]] = phases[
-                :, :, phase_h, phase_w, :, p_row : p_row + rows, p_column : p_column + columns
+                :, :, phase_h, phase_w, :, p_row : p_row + height, p_column : p_column + width
             ]
     return grad_x
+
+
+def _phase_starts(size: int, stride: int, before: int, first: int) -> list[tuple[int, int, int]]:
+    # along one axis with ``before`` padding: (φ, the phase's first pixel, that pixel's p
+    # counted from ``first``) for every phase φ that has pixels
+    starts = []
+    for phase in range(stride):
+        pixel = (phase - before) % stride
+        if pixel < size:
+            starts.append((phase, pixel, (pixel + before) // stride - first))
+    return starts
 
 
 def _input_grad_by_column_phases(
