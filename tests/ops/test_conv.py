@@ -365,6 +365,7 @@ def test_col2im_is_the_adjoint_of_im2col(order, kernel, stride, dilation, paddin
         ((2, 3), 0, (2, 1), 2, 0),
         ((3, 2), 2, 1, 1, 1),  # padding beyond the kernel's reach; one more row and column
         ((1, 1), 0, 1, 3, 0),
+        ((2, 2), 0, 1, 1, 2),  # the last input row's window holds no dL/dy at all
     ],
 )
 def test_stride_one_input_gradient_both_ways(

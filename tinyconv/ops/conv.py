@@ -489,6 +489,8 @@ def _input_grad_by_row_windows(
     positions_order = window_order(order, by_rows=True)
     grad_x = _empty_output(xp, order, (batch, channels, *input_size), grad_out.dtype)
     vertical = (kernel_h - 1 - top, height - out_h + top)  # dL/dy's rows padded
+    spans = _rows_by_span(height, kernel_h, out_h, vertical)
+    per_tap = out_channels // groups  # the window's rows of one kernel row
     for start, stop in _batch_chunks(batch, row_bytes * grad_out.itemsize, order):
         windows = conv_windows(
             grad_out[start:stop],
@@ -506,7 +508,13 @@ def _input_grad_by_row_windows(
         parts = xp.empty(
             (groups, kernel_matrix.shape[2], height, windows.shape[3]), dtype=grad_x.dtype
         )
-        xp.matmul(kernel_matrix, windows, out=parts.transpose(0, 2, 1, 3))
+        by_row = parts.transpose(0, 2, 1, 3)  # (G, H, C/G·KW, L)
+        for (first_tap, stop_tap), rows in spans:
+            if first_tap >= stop_tap:  # a window of padding only
+                by_row[:, rows] = 0
+                continue
+            taps = slice(first_tap * per_tap, stop_tap * per_tap)
+            xp.matmul(kernel_matrix[..., taps], windows[:, rows, taps], out=by_row[:, rows])
         columns = parts.reshape(
             channels, 1, kernel_w, *layout_shape(positions_order, stop - start, (height, out_w))
         )
@@ -520,6 +528,29 @@ def _input_grad_by_row_windows(
             ((0, 0), horizontal),
         )
     return grad_x
+
+
+def _rows_by_span(
+    height: int, kernel_h: int, out_h: int, vertical: Pair
+) -> list[tuple[Pair, slice]]:
+    """The input rows of ``_input_grad_by_row_windows`` grouped by the span of kernel
+    rows whose part of the window holds dL/dy rather than padding: ((first, stop), rows).
+
+    Input row h's window is padded rows h..h+KH-1, of which only those holding dL/dy's
+    rows count; near the edges the rest are zeros, and their products are skipped (for
+    a 5×5 kernel on 10 output rows, 20 of 70). Inner rows share one span, one product.
+    """
+    top, bottom = vertical
+    first_real = max(top, 0)  # padded rows first_real..stop_real hold dL/dy
+    stop_real = first_real + out_h - max(-top, 0) - max(-bottom, 0)
+    spans: list[tuple[Pair, slice]] = []
+    for row in range(height):
+        span = (max(0, first_real - row), max(0, min(kernel_h, stop_real - row)))
+        if spans and spans[-1][0] == span:
+            spans[-1] = (span, slice(spans[-1][1].start, row + 1))
+        else:
+            spans.append((span, slice(row, row + 1)))
+    return spans
 
 
 def _input_grad_by_width_columns(
