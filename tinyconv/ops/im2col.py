@@ -11,7 +11,8 @@ two orders:
   (whole H×W planes move), and the copies below run along rows of OW elements.
 - ``"hwn"``: (C, HP, WP, N), the batch innermost. Making it transposes every
   element, but for a stride-1 kernel the copies then run along OW·N contiguous
-  elements instead of OW, which wins when images are small.
+  elements instead of OW, which wins when images are small. With a stride along W
+  its columns are split by phase (``phase_workspace``), so that they still do.
 
 ``im2col`` reads the workspace through a strided view of shape
 (KH, C, KW, ...M axes...) — element [i, c, j, n, oh, ow] is the input under kernel
