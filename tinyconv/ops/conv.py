@@ -47,6 +47,7 @@ from tinyconv.ops.im2col import (
     layout_shape,
     positions_from_layout,
     positions_to_layout,
+    stored_batch_inner,
     to_workspace,
     window_order,
 )
@@ -482,7 +483,7 @@ def _input_grad_by_row_windows(
     kernel_matrix = kernel_matrix.reshape(groups, 1, -1, kernel_h * (out_channels // groups))
     # per image: dL/dy's padded rows and the products
     row_bytes = (out_channels * (height + kernel_h) + channels * kernel_w * height) * out_w
-    if grad_out.strides[0] == grad_out.itemsize and batch > 1:  # stored batch-inner
+    if batch > 1 and stored_batch_inner(grad_out):  # keep the layout it came in
         order = "hwn"
     else:
         order = _order(batch, row_bytes * grad_out.itemsize, (1, 1), by_rows=True)
@@ -652,9 +653,9 @@ def _input_grad_by_sub_pixels(
     sub_weight = sub_weight[:, :, :, ::-1, :, ::-1].transpose(0, 4, 6, 2, 1, 3, 5)
     sub_weight = sub_weight.reshape(-1, out_channels // groups, *taps)
     phases = conv2d_forward(grad_out, sub_weight, None, (1, 1), sub_padding, (1, 1), groups, count)
+    order = "hwn" if batch > 1 and stored_batch_inner(phases) else "nhw"  # as they came
     # (N, G·SH·SW·C/G, P_h, P_w) -> (N, G, SH, SW, C/G, P_h, P_w)
     phases = phases.reshape(batch, groups, *stride, group_channels, *count)
-    order = "hwn" if phases.strides[0] == phases.itemsize and batch > 1 else "nhw"
     grad_x = _empty_output(xp, order, (batch, groups * group_channels, *input_size), grad_out.dtype)
     # splitting an axis is always a view, so what is written into it lands in grad_x
     by_group = grad_x.reshape(batch, groups, group_channels, *input_size)

@@ -45,21 +45,22 @@ from tinyconv.backend import (
 __all__ = [
     "batch_inner",
     "col2im",
+    "conv_windows",
     "im2col",
     "layout_shape",
     "phase_workspace",
     "positions_from_layout",
     "positions_to_layout",
-    "conv_windows",
     "row_columns",
-    "window_order",
+    "stored_batch_inner",
     "to_workspace",
+    "window_order",
 ]
 
 Pair = tuple[int, int]
 
 # where the batch (n), row (h) and column (w) axes sit after the channel axis; "hnw"
-# is only ever an order of output positions (see ``row_order``)
+# is only ever an order of output positions (see ``window_order``)
 ORDERS = ("nhw", "hwn", "hnw")
 
 
@@ -84,11 +85,10 @@ def to_workspace(x: Any, padding: tuple[Pair, Pair], order: str) -> Any:
     (top, bottom), (left, right) = padding
     batch, channels, height, width = x.shape
     if (top, bottom, left, right) == (0, 0, 0, 0):
-        moved = _nchw_to(x, order)
         # a view when the copies that read it run along memory: NCHW rows for "nhw",
         # an array laid out (C, H, W, N) already for "hwn"
-        if order == "nhw" or moved.flags.c_contiguous:
-            return moved
+        if order == "nhw" or stored_batch_inner(x):
+            return _nchw_to(x, order)
     padded_size = (height + top + bottom, width + left + right)
     workspace = xp.zeros((channels, *layout_shape(order, batch, padded_size)), dtype=x.dtype)
     # negative padding crops the source instead of offsetting the destination
@@ -149,26 +149,29 @@ def _to_nchw(x: Any, order: str) -> Any:
     return x.transpose(*(moved.index(axis) for axis in range(4)))
 
 
+def stored_batch_inner(x: Any) -> bool:
+    """Whether (N, C, H, W) ``x`` is a view of values laid out (C, H, W, N), as results
+    in the "hwn" order are."""
+    return _nchw_to(x, "hwn").flags.c_contiguous
+
+
 def batch_inner(x: Any) -> Any:
-    """(N, C, H, W) values stored as (C, H, W, N), the "hwn" order's layout: a view of
-    ``x`` when it is stored so already, else one transposing copy."""
-    moved = _nchw_to(x, "hwn")
-    if moved.flags.c_contiguous:
+    """(N, C, H, W) values stored as (C, H, W, N), the "hwn" order's layout: ``x``
+    itself when it is stored so already, else one transposing copy."""
+    if stored_batch_inner(x):
         return x
-    stored = get_array_module(x).empty(moved.shape, dtype=x.dtype)
+    stored = get_array_module(x).empty(_nchw_to(x, "hwn").shape, dtype=x.dtype)
     copy_batch_innermost(stored, x)
     return stored.transpose(3, 0, 1, 2)
 
 
 def positions_to_layout(grad_out: Any, order: str) -> Any:
     """(N, O, OH, OW) -> contiguous (O, M), the output positions in ``order`` (a
-    workspace order, or ``"hnw"``: see ``row_order``)."""
+    workspace order, or ``"hnw"``: see ``window_order``)."""
+    if order == "hwn":
+        grad_out = batch_inner(grad_out)  # the staged transpose, when one is needed
     moved = _nchw_to(grad_out, order)
-    if order != "hwn" or moved.flags.c_contiguous:
-        return get_array_module(grad_out).ascontiguousarray(moved).reshape(moved.shape[0], -1)
-    stored = get_array_module(grad_out).empty(moved.shape, dtype=grad_out.dtype)
-    copy_batch_innermost(stored, grad_out)
-    return stored.reshape(moved.shape[0], -1)
+    return get_array_module(grad_out).ascontiguousarray(moved).reshape(moved.shape[0], -1)
 
 
 def positions_from_layout(values: Any, order: str, out_size: Pair, batch: int) -> Any:
