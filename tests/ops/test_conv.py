@@ -4,6 +4,7 @@ hundreds of random configurations."""
 
 from __future__ import annotations
 
+import inspect
 import threading
 
 import numpy
@@ -743,36 +744,64 @@ def test_float32_matches_pytorch_to_float32_tolerance(torch):
     numpy.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
-def test_parity_configurations_cover_every_argument():
-    # the random configurations above really exercise each option
+_INPUT_GRAD_WAYS = (
+    "_input_grad_as_convolution",
+    "_input_grad_by_row_windows",
+    "_input_grad_by_width_columns",
+    "_input_grad_by_sub_pixels",
+    "_input_grad_by_column_phases",
+)
+
+
+def test_parity_configurations_cover_every_argument(monkeypatch):
+    # the random configurations above really exercise each option; spies on the calls
+    # record which column method and order each layer's forward takes, and which way
+    # conv2d_input_grad takes in their backward (or a transposed convolution's forward)
     configs = [_random_conv(numpy.random.default_rng(seed))[3] for seed in PARITY_SEEDS]
     assert {c["groups"] for c in configs} >= {1, 2, 3}
     assert any(c["padding"] == "same" for c in configs)
     assert any(c["stride"] not in (1, (1, 1)) for c in configs)
     assert any(c["dilation"] != (1, 1) for c in configs)
-    orders, methods, input_grads = set(), set(), set()
+
+    ways, windows, recording_windows = [], set(), [False]
+
+    def spy(name, function, record):
+        def spied(*args, **kwargs):
+            before = len(ways)
+            result = function(*args, **kwargs)
+            record(args, kwargs, before)
+            return result
+
+        monkeypatch.setattr(conv_ops, name, spied)
+
+    for name in _INPUT_GRAD_WAYS:
+        spy(name, getattr(conv_ops, name), lambda *_, name=name: ways.append(name))
+    # the last way is written inline: a call in which none of the others ran
+    spy(
+        "conv2d_input_grad",
+        conv_ops.conv2d_input_grad,
+        lambda _args, _kwargs, before: len(ways) > before or ways.append("W^T @ dL/dy"),
+    )
+    parameters = inspect.signature(conv_ops.conv_windows).parameters
+
+    def windows_taken(args, kwargs, _):
+        if recording_windows[0]:
+            given = {**dict(zip(parameters, args)), **kwargs}
+            windows.add((given["order"], given["by_rows"]))
+
+    spy("conv_windows", conv_ops.conv_windows, windows_taken)
     for seed in PARITY_SEEDS:
-        x, weight, _, options = _random_conv(numpy.random.default_rng(seed))
-        stride, dilation = (pair(options[name], name) for name in ("stride", "dilation"))
-        padding = normalize_padding(options["padding"], weight.shape[2:], dilation)
-        column_bytes = conv_ops._column_bytes(x, weight.shape[2:], stride, padding, dilation)
-        by_rows = conv_ops._by_rows(x, stride, dilation)
-        reach = dilation[1] * (weight.shape[3] - 1)
-        out_w = (x.shape[3] + sum(padding[1]) - reach - 1) // stride[1] + 1
-        orders.add(conv_ops._order(x.shape[0], column_bytes, stride, by_rows, out_w))
-        methods.add(by_rows)
-        # which way conv2d_input_grad takes (see its docstring); the layers are too thin
-        # for the first, which test_input_gradient_as_a_convolution_matches_pytorch forces
-        assert weight.shape[1] < conv_ops._CHANNELS_FOR_A_CONVOLUTION
-        kernel = weight.shape[2:]
-        if stride[0] == dilation[0] == 1:
-            input_grads.add("row windows")
-        elif stride[1] == 1:
-            input_grads.add("width columns")
-        elif dilation == (1, 1) and kernel[0] % stride[0] == kernel[1] % stride[1] == 0:
-            input_grads.add("sub-pixels")
-        else:
-            input_grads.add("column phases" if dilation[1] == 1 else "W^T @ dL/dy")
-    assert methods == {True, False}  # row columns and im2col
-    assert len(input_grads) == 5
-    assert orders == {"nhw", "hwn"}
+        x, weight, bias, options = _random_conv(numpy.random.default_rng(seed))
+        recording_windows[0] = True
+        with tc.no_grad():  # the layer's own columns only
+            F.conv2d(tc.tensor(x), tc.tensor(weight), **options)
+        recording_windows[0] = False
+        y = F.conv2d(_leaf(x), _leaf(weight), **options)
+        y.backward(tc.tensor(numpy.ones(y.shape)))
+        x, weight, bias, options = _random_conv_transpose(numpy.random.default_rng(1000 + seed))
+        F.conv_transpose2d(tc.tensor(x), tc.tensor(weight), **options)
+    # the layers are too thin for the first way, which
+    # test_input_gradient_as_a_convolution_matches_pytorch forces
+    assert set(ways) == set(_INPUT_GRAD_WAYS[1:]) | {"W^T @ dL/dy"}
+    assert {order for order, _ in windows} == {"nhw", "hwn"}
+    assert {by_rows for _, by_rows in windows} == {True, False}  # row columns and im2col
