@@ -35,6 +35,7 @@ workspace without a transpose, and the gradients flow back in it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from tinyconv.autograd.function import Function
@@ -369,27 +370,44 @@ def conv2d_input_grad(
     - stride 1 along W: along W first, then along H (``_input_grad_by_width_columns``);
     - each kernel size a multiple of its stride, no dilation: one stride-1 convolution
       for every phase of the input's pixels at once (``_input_grad_by_sub_pixels``);
-    - no dilation along W: that once per phase of the input's columns;
-    - W^T @ dL/dy and a col2im over all KH·KW taps.
+    - no dilation along W: that once per phase of the input's columns
+      (``_input_grad_by_column_phases``);
+    - W^T @ dL/dy and a col2im over all KH·KW taps (``_input_grad_by_columns``).
+
+    Each way takes the arguments of this function.
     """
-    xp = get_array_module(grad_out)
+    way = _input_grad_way(grad_out, weight, stride, dilation)
+    return way(grad_out, weight, input_size, stride, padding, dilation, groups)
+
+
+def _input_grad_way(grad_out: Any, weight: Any, stride: Pair, dilation: Pair) -> Callable:
+    # the first way in ``conv2d_input_grad``'s list that applies
+    kernel_h, kernel_w = weight.shape[2:]
     if stride == (1, 1) and weight.shape[1] >= _CHANNELS_FOR_A_CONVOLUTION:
-        return _input_grad_as_convolution(grad_out, weight, input_size, padding, dilation, groups)
-    if stride[0] == 1 and dilation[0] == 1 and xp.__name__ == "numpy":
-        return _input_grad_by_row_windows(
-            grad_out, weight, input_size, stride, padding, dilation, groups
-        )
+        return _input_grad_as_convolution
+    if stride[0] == 1 and dilation[0] == 1 and get_array_module(grad_out).__name__ == "numpy":
+        return _input_grad_by_row_windows
     if stride[1] == 1:
-        return _input_grad_by_width_columns(
-            grad_out, weight, input_size, stride, padding, dilation, groups
-        )
-    kernel_size = weight.shape[2:]
-    if dilation == (1, 1) and kernel_size[0] % stride[0] == 0 and kernel_size[1] % stride[1] == 0:
-        return _input_grad_by_sub_pixels(grad_out, weight, input_size, stride, padding, groups)
+        return _input_grad_by_width_columns
+    if dilation == (1, 1) and kernel_h % stride[0] == 0 and kernel_w % stride[1] == 0:
+        return _input_grad_by_sub_pixels
     if dilation[1] == 1:
-        return _input_grad_by_column_phases(
-            grad_out, weight, input_size, stride, padding, dilation, groups
-        )
+        return _input_grad_by_column_phases
+    return _input_grad_by_columns
+
+
+def _input_grad_by_columns(
+    grad_out: Any,
+    weight: Any,
+    input_size: Pair,
+    stride: Pair,
+    padding: Padding,
+    dilation: Pair,
+    groups: int,
+) -> Any:
+    """``conv2d_input_grad`` in general: dL/dcolumns = W^T @ dL/dy, then a col2im over
+    all KH·KW taps."""
+    xp = get_array_module(grad_out)
     batch, out_channels, out_h, out_w = grad_out.shape
     _, group_channels, kernel_h, kernel_w = weight.shape
     channels = group_channels * groups
@@ -423,10 +441,16 @@ _CHANNELS_FOR_A_CONVOLUTION = 16
 
 
 def _input_grad_as_convolution(
-    grad_out: Any, weight: Any, input_size: Pair, padding: Padding, dilation: Pair, groups: int
+    grad_out: Any,
+    weight: Any,
+    input_size: Pair,
+    stride: Pair,
+    padding: Padding,
+    dilation: Pair,
+    groups: int,
 ) -> Any:
-    """``conv2d_input_grad`` with stride 1: a convolution of dL/dy with the kernel flipped
-    in H and W and its input and output channels swapped.
+    """``conv2d_input_grad`` with stride 1 (``stride`` is (1, 1)): a convolution of dL/dy
+    with the kernel flipped in H and W and its input and output channels swapped.
 
     dL/dx[c, h, w] = sum over o, i, j of W[o, c, i, j] · dL/dy[o, h + top - i·DH, ...]:
     with i' = KH-1-i that reads dL/dy at h + i'·DH - (DH·(KH-1) - top), a correlation
@@ -617,12 +641,18 @@ def _input_grad_by_width_columns(
 
 
 def _input_grad_by_sub_pixels(
-    grad_out: Any, weight: Any, input_size: Pair, stride: Pair, padding: Padding, groups: int
+    grad_out: Any,
+    weight: Any,
+    input_size: Pair,
+    stride: Pair,
+    padding: Padding,
+    dilation: Pair,
+    groups: int,
 ) -> Any:
     """``conv2d_input_grad`` when each kernel size is a multiple of its stride and the
-    dilation is 1: one stride-1 convolution of dL/dy that computes every phase of the
-    input's pixels as channels of its own, then a copy that puts each in its place
-    (the *sub-pixel* convolution).
+    dilation is 1 (``dilation`` is (1, 1)): one stride-1 convolution of dL/dy that
+    computes every phase of the input's pixels as channels of its own, then a copy that
+    puts each in its place (the *sub-pixel* convolution).
 
     Input row h receives from output row oh through kernel row i when
     h + top = oh·SH + i. With i = φ + SH·a (φ = i mod SH, a < A = KH/SH), that is
