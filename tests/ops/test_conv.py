@@ -295,21 +295,34 @@ def test_batch_inner_outputs_flow_through_relu_pooling_and_the_next_convolution(
 @pytest.mark.parametrize(
     "padding", [((1, 2), (2, 1)), ((-1, 0), (0, -2)), ((0, 3), (6, 5))], ids=str
 )
-def test_conv_windows_hold_the_input_under_every_tap(order, stride_h, dilation_h, padding):
+@pytest.mark.parametrize("stored", ["nchw", "batch_inner"])
+@pytest.mark.parametrize("width", [13, 4])
+def test_conv_windows_hold_the_input_under_every_tap(
+    order, stride_h, dilation_h, padding, stored, width
+):
     # the column matrices (views of the row columns, or im2col's) against the padded
     # input read pixel by pixel; a negative padding crops, and with the widest one
-    # some kernel columns read nothing but padding at some outputs
+    # some kernel columns read nothing but padding at some outputs. 4 columns are
+    # narrower than the kernel's reach, so no output has every tap inside. Stored
+    # batch-inner, x itself is the row columns' workspace in the "hwn" order.
     rng = numpy.random.default_rng(15)
     groups, channels, kernel, dilation_w = 2, 4, (2, 3), 2
     stride, dilation = (stride_h, 3), (dilation_h, dilation_w)
-    x = rng.standard_normal((3, channels, 9, 13))
+    x = rng.standard_normal((3, channels, 9, width))
+    if stored == "batch_inner":
+        x = im2col_ops.batch_inner(x)
+        assert im2col_ops.stored_batch_inner(x)
     (top, bottom), (left, right) = padding
-    cropped = x[:, :, max(-top, 0) : 9 - max(-bottom, 0), max(-left, 0) : 13 - max(-right, 0)]
+    cropped = x[:, :, max(-top, 0) : 9 - max(-bottom, 0), max(-left, 0) : width - max(-right, 0)]
     widths = ((0, 0), (0, 0), (max(top, 0), max(bottom, 0)), (max(left, 0), max(right, 0)))
     padded = numpy.pad(cropped, widths)
     out_h = (padded.shape[2] - dilation_h * (kernel[0] - 1) - 1) // stride[0] + 1
     out_w = (padded.shape[3] - dilation_w * (kernel[1] - 1) - 1) // stride[1] + 1
+    if out_w < 1:
+        pytest.skip("the kernel does not fit the padded input")
     by_rows = stride_h == 1 and dilation_h == 1
+    # what the windows do not write stays NaN: the scratch buffer they are built in
+    backend.scratch((2**16,), x.dtype, x)[...] = numpy.nan
     windows = im2col_ops.conv_windows(
         x, order, groups, kernel, stride, dilation, padding, (out_h, out_w), by_rows
     )

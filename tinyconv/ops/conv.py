@@ -127,23 +127,25 @@ def _by_rows(x: Any, stride: Pair, dilation: Pair) -> bool:
     return on_cpu and stride[0] == 1 and dilation[0] == 1
 
 
+def _output_size(x: Any, kernel_size: Pair, stride: Pair, padding: Padding, dilation: Pair) -> Pair:
+    return tuple(
+        conv_output_size(*sizes)
+        for sizes in zip(x.shape[2:], kernel_size, stride, padding, dilation)
+    )
+
+
 def _column_bytes(
     x: Any,
     kernel_size: Pair,
     stride: Pair,
     padding: Padding,
     dilation: Pair,
-    out_size: Pair | None = None,
+    out_size: Pair,
 ) -> int:
     """Bytes of one image's columns in ``conv_windows``: C·KW rows over the OW output
     columns of every padded input row (``row_columns``), or C·KH·KW rows over the
     OH·OW output positions (``im2col``)."""
-    _, channels, height, width = x.shape
-    if out_size is None:
-        out_size = tuple(
-            conv_output_size(*sizes)
-            for sizes in zip((height, width), kernel_size, stride, padding, dilation)
-        )
+    _, channels, height, _ = x.shape
     if _by_rows(x, stride, dilation):
         rows = channels * kernel_size[1] * (height + sum(padding[0])) * out_size[1]
         return rows * x.itemsize
@@ -151,7 +153,7 @@ def _column_bytes(
 
 
 def _keep_columns(x: Any, weight: Any, stride: Pair, padding: Padding, dilation: Pair) -> bool:
-    column_bytes = _column_bytes(x, weight.shape[2:], stride, padding, dilation)
+    column_bytes, _, _ = _columns_order(x, weight.shape[2:], stride, padding, dilation)
     return x.shape[0] * column_bytes <= _KEEP_COLUMNS_BYTES
 
 
@@ -188,6 +190,23 @@ def _order(
         return "hwn"
     images = min(batch, _CACHE_FRIENDLY_CHUNK // max(column_bytes, 1))
     return "hwn" if images >= 32 else "nhw"
+
+
+def _columns_order(
+    x: Any,
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Padding,
+    dilation: Pair,
+    out_size: Pair | None = None,
+) -> tuple[int, bool, str]:
+    """How ``conv2d_forward`` and ``conv2d_weight_grad`` lay out the columns of x: (bytes
+    of one image's columns, whether they are row columns, the workspace order)."""
+    if out_size is None:
+        out_size = _output_size(x, kernel_size, stride, padding, dilation)
+    column_bytes = _column_bytes(x, kernel_size, stride, padding, dilation, out_size)
+    by_rows = _by_rows(x, stride, dilation)
+    return column_bytes, by_rows, _order(x.shape[0], column_bytes, stride, by_rows, out_size[1])
 
 
 def _columns_and_order(
@@ -248,16 +267,13 @@ def conv2d_forward(
     (start, stop, windows), for ``conv2d_weight_grad`` to use again.
     """
     xp = get_array_module(x)
-    batch, _, height, width = x.shape
+    batch = x.shape[0]
     out_channels, _, kernel_h, kernel_w = weight.shape
     if out_size is None:
-        out_size = (
-            conv_output_size(height, kernel_h, stride[0], padding[0], dilation[0]),
-            conv_output_size(width, kernel_w, stride[1], padding[1], dilation[1]),
-        )
-    column_bytes = _column_bytes(x, (kernel_h, kernel_w), stride, padding, dilation, out_size)
-    by_rows = _by_rows(x, stride, dilation)
-    order = _order(batch, column_bytes, stride, by_rows, out_size[1])
+        out_size = _output_size(x, (kernel_h, kernel_w), stride, padding, dilation)
+    column_bytes, by_rows, order = _columns_order(
+        x, (kernel_h, kernel_w), stride, padding, dilation, out_size
+    )
     kernel_matrix = _kernel_matrix(weight, groups)  # (G, 1, O/G, K)
     y = _empty_output(xp, order, (batch, out_channels, *out_size), x.dtype)
     for start, stop in _batch_chunks(batch, column_bytes, order):
@@ -314,9 +330,9 @@ def conv2d_weight_grad(
     xp = get_array_module(x)
     batch, channels, _, _ = x.shape
     _, out_channels, out_h, out_w = grad_out.shape
-    column_bytes = _column_bytes(x, kernel_size, stride, padding, dilation, (out_h, out_w))
-    by_rows = _by_rows(x, stride, dilation)
-    order = _order(batch, column_bytes, stride, by_rows, out_w)
+    column_bytes, by_rows, order = _columns_order(
+        x, kernel_size, stride, padding, dilation, (out_h, out_w)
+    )
     positions_order = window_order(order, by_rows)
     grad_weight = None
     if kept_columns is None:
@@ -767,6 +783,13 @@ def _input_grad_by_column_phases(
     return grad_x
 
 
+def _shaped_like(x: Any, shape: tuple[int, ...]) -> Any:
+    # an array of ``shape`` with x's dtype and device, without memory of its own: enough
+    # to ask how the columns of an array not made yet would be laid out
+    xp = get_array_module(x)
+    return xp.broadcast_to(xp.zeros((), dtype=x.dtype), shape)
+
+
 class Conv2d(Function):
     """y = conv2d(x, W) + b. Options: stride, padding ((top, bottom), (left, right)),
     dilation (pairs) and groups, already checked by ``F.conv2d``."""
@@ -789,9 +812,9 @@ class Conv2d(Function):
         stride, padding, dilation, groups = self.options
         needs_x, needs_weight, needs_bias = self.needs_input_grad
         grad_x = grad_weight = grad_bias = None
-        column_bytes = _column_bytes(x, weight.shape[2:], stride, padding, dilation)
-        by_rows = _by_rows(x, stride, dilation)
-        order = _order(x.shape[0], column_bytes, stride, by_rows, grad_out.shape[3])
+        _, _, order = _columns_order(
+            x, weight.shape[2:], stride, padding, dilation, grad_out.shape[2:]
+        )
         if order == "hwn":  # as the forward chose
             # both gradients read dL/dy with the batch innermost: one transpose, shared
             grad_out = batch_inner(grad_out)
@@ -820,6 +843,18 @@ class ConvTranspose2d(Function):
 
     def forward(self, x, weight, bias, *, stride, padding, dilation, groups, out_size):
         # (N, C_in, H, W), (C_in, C_out/G, KH, KW), (C_out,) -> (N, C_out, OH, OW)
+        needs_weight = bool(self.needs_input_grad) and self.needs_input_grad[1]
+        if needs_weight:
+            # dL/dy, whose columns the weight gradient reads with x's values
+            grad_like = _shaped_like(x, (x.shape[0], weight.shape[1] * groups, *out_size))
+            kernel_size = weight.shape[2:]
+            _, _, order = _columns_order(
+                grad_like, kernel_size, stride, padding, dilation, x.shape[2:]
+            )
+            if order == "hwn":
+                # that order reads x with the batch innermost: x is transposed once,
+                # here, and the forward's columns read it so too
+                x = batch_inner(x)
         self.save_for_backward(x, weight)
         self.options = (stride, padding, dilation, groups)
         y = conv2d_input_grad(x, weight, out_size, stride, padding, dilation, groups)

@@ -350,46 +350,91 @@ def row_columns(
     workspace: Any,
     order: str,
     groups: int,
-    vertical: Pair,
+    padding: tuple[Pair, Pair],
     kernel_w: int,
     stride_w: int,
     dilation_w: int,
     out_w: int,
     reuse_buffer: bool = True,
 ) -> Any:
-    """A workspace padded along W only -> contiguous (G, HP, C/G, KW, ...L axes...): every
+    """An unpadded workspace -> contiguous (G, HP, C/G, KW, ...L axes...): every padded
     input row's columns over the KW kernel columns only, KH times fewer than
-    ``im2col``'s, with ``vertical`` = (top, bottom) rows of padding.
+    ``im2col``'s, with ``padding`` = ((top, bottom), (left, right)).
 
     Element [g, h, c, j, ...] is input channel g·C/G + c of padded row h under kernel
     column j for one of the L = OW·N output positions of a row, (OW, N) in "hwn" and
-    (N, OW) in "nhw". The padded rows are zeroed where they lie, never copied. In the
-    scratch buffer unless ``reuse_buffer`` is False.
+    (N, OW) in "nhw". What falls in the padding is zeroed where it lands, never copied,
+    so the workspace has no padding of its own: x itself, seen in ``order``, when it is
+    stored so. In the scratch buffer unless ``reuse_buffer`` is False.
     """
-    top, bottom = vertical
+    (top, bottom), (left, _) = padding
     strides = dict(zip("c" + order, workspace.strides))
     sizes = dict(zip("c" + order, workspace.shape))
     channels = sizes["c"] // groups
-    position = {"w": (out_w, strides["w"] * stride_w), "n": (sizes["n"], strides["n"])}
-    along_row = [position[axis] for axis in order if axis != "h"]
-    shape = (groups, sizes["h"] + top + bottom, channels, kernel_w, *(n for n, _ in along_row))
+    along_row = [axis for axis in order if axis != "h"]  # the L axes: "wn" or "nw"
+    extent = {"w": out_w, "n": sizes["n"]}
+    shape = (groups, sizes["h"] + top + bottom, channels, kernel_w, *map(extent.get, along_row))
     rows = _buffer(shape, workspace, reuse_buffer)
     inside = range(max(-top, 0), sizes["h"] - max(-bottom, 0))  # negative padding crops
     first = max(top, 0)
-    view_strides = (
-        channels * strides["c"],
-        strides["h"],
-        strides["c"],
-        strides["w"] * dilation_w,
-        *(stride for _, stride in along_row),
-    )
-    # the workspace from its first row inside, and the rows that copy covers
-    source = workspace[(slice(None),) * (1 + order.index("h")) + (slice(inside.start, None),)]
-    shape_inside = (groups, len(inside), *shape[2:])
     rows[:, :first] = 0
     rows[:, first + len(inside) :] = 0
-    rows[:, first : first + len(inside)] = as_strided(source, shape_inside, view_strides)
+    # output column ow reads input column ow·SW + j·DW - left under kernel column j; the
+    # outputs where that lies inside the input are a range for each j
+    inner = []
+    for j in range(kernel_w):
+        shift = j * dilation_w - left
+        start = min(out_w, max(0, -(shift // stride_w)))
+        inner.append((start, max(start, min(out_w, -((shift - sizes["w"]) // stride_w)))))
+    target = rows[:, first : first + len(inside)]  # (G, rows, C/G, KW, ...L axes...)
+    w_axis = 4 + along_row.index("w")
+
+    def copy(taps: range, columns: range) -> None:
+        # the input under kernel columns ``taps`` at output columns ``columns``
+        if not taps or not columns:
+            return
+        where = {
+            "h": inside.start,
+            "w": columns.start * stride_w + taps.start * dilation_w - left,
+            "n": 0,
+        }
+        origin = workspace[(slice(None), *(slice(where[axis], None) for axis in order))]
+        step = {"w": strides["w"] * stride_w, "n": strides["n"]}
+        count = {"w": len(columns), "n": sizes["n"]}
+        view = as_strided(
+            origin,
+            (groups, len(inside), channels, len(taps), *map(count.get, along_row)),
+            (
+                channels * strides["c"],
+                strides["h"],
+                strides["c"],
+                strides["w"] * dilation_w,
+                *map(step.get, along_row),
+            ),
+        )
+        part = (slice(taps.start, taps.stop), slice(columns.start, columns.stop))
+        target[_index(w_axis, part)] = view
+
+    # one copy for the output columns where every kernel column reads inside the input,
+    # so that the KW copies of an input row follow one another; then each one's edges
+    common = range(max(start for start, _ in inner), min(stop for _, stop in inner))
+    copy(range(kernel_w), common)
+    for j, (start, stop) in enumerate(inner):
+        done = common or range(stop, stop)
+        copy(range(j, j + 1), range(start, done.start))
+        copy(range(j, j + 1), range(done.stop, stop))
+        target[_index(w_axis, (slice(j, j + 1), slice(None, start)))] = 0
+        target[_index(w_axis, (slice(j, j + 1), slice(stop, None)))] = 0
     return rows
+
+
+def _index(w_axis: int, part: tuple[slice, slice]) -> tuple:
+    # rows[:, :, :, taps, ..., columns, ...]: kernel columns on axis 3, output columns
+    # on ``w_axis``
+    taps, columns = part
+    index = [slice(None)] * (w_axis + 1)
+    index[3], index[w_axis] = taps, columns
+    return tuple(index)
 
 
 def conv_windows(
@@ -423,12 +468,20 @@ def conv_windows(
             workspace, order, groups, kernel_size, stride, dilation, out_size, reuse_buffer
         )
         return columns.reshape(groups, 1, math.prod(columns.shape[1:4]), -1)
-    workspace = to_workspace(x, ((0, 0), padding[1]), order)
+    vertical, horizontal = padding
+    if order == "hwn" and stored_batch_inner(x):
+        # x itself is the workspace, and nothing is copied: the row columns zero what
+        # falls in the W padding, runs of N elements at the ends of each row
+        workspace = _nchw_to(x, order)
+    else:
+        # copied into the workspace anyway, x takes its W padding along
+        workspace = to_workspace(x, ((0, 0), horizontal), order)
+        horizontal = (0, 0)
     rows = row_columns(
         workspace,
         order,
         groups,
-        padding[0],
+        (vertical, horizontal),
         kernel_size[1],
         stride[1],
         dilation[1],
