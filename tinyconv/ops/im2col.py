@@ -367,7 +367,7 @@ def row_columns(
     so the workspace has no padding of its own: x itself, seen in ``order``, when it is
     stored so. In the scratch buffer unless ``reuse_buffer`` is False.
     """
-    (top, bottom), (left, _) = padding
+    (top, bottom), (left, right) = padding
     strides = dict(zip("c" + order, workspace.strides))
     sizes = dict(zip("c" + order, workspace.shape))
     channels = sizes["c"] // groups
@@ -379,52 +379,51 @@ def row_columns(
     first = max(top, 0)
     rows[:, :first] = 0
     rows[:, first + len(inside) :] = 0
-    # output column ow reads input column ow·SW + j·DW - left under kernel column j; the
-    # outputs where that lies inside the input are a range for each j
+    target = rows[:, first : first + len(inside)]  # (G, rows, C/G, KW, ...L axes...)
+    w_axis = 4 + along_row.index("w")
+    step = {"w": strides["w"] * stride_w, "n": strides["n"]}
+    view_strides = (
+        channels * strides["c"],
+        strides["h"],
+        strides["c"],
+        strides["w"] * dilation_w,
+        *map(step.get, along_row),
+    )
+
+    def copy(taps: range, columns: range) -> None:
+        # the input under kernel columns ``taps`` at output columns ``columns``: output
+        # column ow reads input column ow·SW + j·DW - left under kernel column j
+        if not taps or not columns:
+            return
+        where = {"h": inside.start, "w": columns.start * stride_w + taps.start * dilation_w - left}
+        origin = workspace[(slice(None), *(slice(where.get(axis, 0), None) for axis in order))]
+        extent["w"] = len(columns)
+        view_shape = (groups, len(inside), channels, len(taps), *map(extent.get, along_row))
+        part = (slice(taps.start, taps.stop), slice(columns.start, columns.stop))
+        target[_index(w_axis, part)] = as_strided(origin, view_shape, view_strides)
+
+    if (left, right) == (0, 0):  # every kernel column reads inside the input: one copy
+        origin = workspace[(slice(None),) * (1 + order.index("h")) + (slice(inside.start, None),)]
+        target[...] = as_strided(origin, target.shape, view_strides)
+        return rows
+    # the output columns where kernel column j reads inside the input are a range
     inner = []
     for j in range(kernel_w):
         shift = j * dilation_w - left
         start = min(out_w, max(0, -(shift // stride_w)))
         inner.append((start, max(start, min(out_w, -((shift - sizes["w"]) // stride_w)))))
-    target = rows[:, first : first + len(inside)]  # (G, rows, C/G, KW, ...L axes...)
-    w_axis = 4 + along_row.index("w")
-
-    def copy(taps: range, columns: range) -> None:
-        # the input under kernel columns ``taps`` at output columns ``columns``
-        if not taps or not columns:
-            return
-        where = {
-            "h": inside.start,
-            "w": columns.start * stride_w + taps.start * dilation_w - left,
-            "n": 0,
-        }
-        origin = workspace[(slice(None), *(slice(where[axis], None) for axis in order))]
-        step = {"w": strides["w"] * stride_w, "n": strides["n"]}
-        count = {"w": len(columns), "n": sizes["n"]}
-        view = as_strided(
-            origin,
-            (groups, len(inside), channels, len(taps), *map(count.get, along_row)),
-            (
-                channels * strides["c"],
-                strides["h"],
-                strides["c"],
-                strides["w"] * dilation_w,
-                *map(step.get, along_row),
-            ),
-        )
-        part = (slice(taps.start, taps.stop), slice(columns.start, columns.stop))
-        target[_index(w_axis, part)] = view
-
-    # one copy for the output columns where every kernel column reads inside the input,
-    # so that the KW copies of an input row follow one another; then each one's edges
+    # one copy for the output columns where they all do, so that the KW copies of an
+    # input row follow one another; then each kernel column's edges
     common = range(max(start for start, _ in inner), min(stop for _, stop in inner))
     copy(range(kernel_w), common)
     for j, (start, stop) in enumerate(inner):
         done = common or range(stop, stop)
         copy(range(j, j + 1), range(start, done.start))
         copy(range(j, j + 1), range(done.stop, stop))
-        target[_index(w_axis, (slice(j, j + 1), slice(None, start)))] = 0
-        target[_index(w_axis, (slice(j, j + 1), slice(stop, None)))] = 0
+        if start > 0:
+            target[_index(w_axis, (slice(j, j + 1), slice(None, start)))] = 0
+        if stop < out_w:
+            target[_index(w_axis, (slice(j, j + 1), slice(stop, None)))] = 0
     return rows
 
 
