@@ -178,6 +178,29 @@ def test_conv_transpose2d_is_the_adjoint_of_conv2d():
     assert abs(left - right) < 1e-9 * max(1.0, abs(left))
 
 
+def test_conv_transpose2d_that_saves_x_transposed_still_guards_x():
+    # with 8 images, the weight gradient reads x batch-inner, so the forward saves a
+    # transposed copy of x; changing x in place must still make backward raise, as
+    # when x itself is saved, and the gradients must match the plain layout's
+    rng = numpy.random.default_rng(4)
+    weight = tc.tensor(rng.standard_normal((4, 3, 4, 4)), requires_grad=True)
+    start = tc.tensor(rng.standard_normal((8, 4, 6, 6)), requires_grad=True)
+    x = start * 1.0
+    y = F.conv_transpose2d(x, weight, stride=2, padding=1)
+    saved = y.grad_fn.saved_arrays[0]
+    assert saved is not x.data and im2col_ops.stored_batch_inner(saved)
+    upstream = tc.tensor(rng.standard_normal(y.shape))
+    y.backward(upstream, retain_graph=True)
+    expected = conv_ops.conv2d_weight_grad(
+        upstream.numpy(), x.detach().numpy(), (4, 4), (2, 2), ((1, 1), (1, 1)), (1, 1), 1
+    )
+    numpy.testing.assert_allclose(weight.grad.numpy(), expected, rtol=1e-12)
+    with tc.no_grad():
+        x.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.backward(upstream)
+
+
 @pytest.mark.parametrize("stride", [(2, 1), (1, 2)])  # im2col's columns, row columns
 def test_both_workspace_orders_and_chunked_batches_match_the_definition(monkeypatch, stride):
     rng = numpy.random.default_rng(3)

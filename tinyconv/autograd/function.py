@@ -51,10 +51,15 @@ class Function:
 
     # -- what forward keeps for backward ---------------------------------------------
 
-    def save_for_backward(self, *arrays: Any) -> None:
+    def save_for_backward(self, *arrays: Any, computed_from: tuple[Any, ...] = ()) -> None:
         """Keep arrays for ``backward``; an input or output array saved here is guarded
-        by its tensor's version counter, so changing it in place makes backward raise."""
+        by its tensor's version counter, so changing it in place makes backward raise.
+
+        ``computed_from`` names input arrays that a saved array was made from (a copy in
+        another layout, say): they are guarded the same way, without being kept.
+        """
         self._saved = arrays
+        self._computed_from = computed_from
 
     @property
     def saved_arrays(self) -> tuple[Any, ...]:
@@ -159,10 +164,10 @@ class Function:
                 out._requires_grad = True
                 out.grad_fn = self
                 out._output_index = index
-        saved = self.__dict__.get("_saved")
-        if saved:
+        guarded = (*(self.__dict__.get("_saved") or ()), *self.__dict__.pop("_computed_from", ()))
+        if guarded:
             inputs = [arg for arg in args if isinstance(arg, Tensor)]
-            self._saved_versions = _versions_of(saved, inputs, outputs)
+            self._saved_versions = _versions_of(guarded, inputs, outputs)
 
     def check_versions(self) -> None:
         """Raise if a tensor whose array this node saved was changed in place since."""

@@ -843,6 +843,7 @@ class ConvTranspose2d(Function):
 
     def forward(self, x, weight, bias, *, stride, padding, dilation, groups, out_size):
         # (N, C_in, H, W), (C_in, C_out/G, KH, KW), (C_out,) -> (N, C_out, OH, OW)
+        given = x
         needs_weight = bool(self.needs_input_grad) and self.needs_input_grad[1]
         if needs_weight:
             # dL/dy, whose columns the weight gradient reads with x's values
@@ -855,7 +856,7 @@ class ConvTranspose2d(Function):
                 # that order reads x with the batch innermost: x is transposed once,
                 # here, and the forward's columns read it so too
                 x = batch_inner(x)
-        self.save_for_backward(x, weight)
+        self.save_for_backward(x, weight, computed_from=(given,))
         self.options = (stride, padding, dilation, groups)
         y = conv2d_input_grad(x, weight, out_size, stride, padding, dilation, groups)
         if bias is not None:
