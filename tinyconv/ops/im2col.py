@@ -397,14 +397,13 @@ def row_columns(
             return
         where = {"h": inside.start, "w": columns.start * stride_w + taps.start * dilation_w - left}
         origin = workspace[(slice(None), *(slice(where.get(axis, 0), None) for axis in order))]
-        extent["w"] = len(columns)
-        view_shape = (groups, len(inside), channels, len(taps), *map(extent.get, along_row))
+        count = {"w": len(columns), "n": sizes["n"]}
+        view_shape = (groups, len(inside), channels, len(taps), *map(count.get, along_row))
         part = (slice(taps.start, taps.stop), slice(columns.start, columns.stop))
         target[_index(w_axis, part)] = as_strided(origin, view_shape, view_strides)
 
-    if (left, right) == (0, 0):  # every kernel column reads inside the input: one copy
-        origin = workspace[(slice(None),) * (1 + order.index("h")) + (slice(inside.start, None),)]
-        target[...] = as_strided(origin, target.shape, view_strides)
+    if (left, right) == (0, 0):  # every kernel column reads inside the input
+        copy(range(kernel_w), range(out_w))
         return rows
     # the output columns where kernel column j reads inside the input are a range
     inner = []
