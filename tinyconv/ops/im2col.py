@@ -357,15 +357,15 @@ def row_columns(
     out_w: int,
     reuse_buffer: bool = True,
 ) -> Any:
-    """An unpadded workspace -> contiguous (G, HP, C/G, KW, ...L axes...): every padded
-    input row's columns over the KW kernel columns only, KH times fewer than
-    ``im2col``'s, with ``padding`` = ((top, bottom), (left, right)).
+    """A workspace -> contiguous (G, HP, C/G, KW, ...L axes...): every padded input
+    row's columns over the KW kernel columns only, KH times fewer than ``im2col``'s,
+    with ``padding`` = ((top, bottom), (left, right)) still to add.
 
     Element [g, h, c, j, ...] is input channel g·C/G + c of padded row h under kernel
     column j for one of the L = OW·N output positions of a row, (OW, N) in "hwn" and
     (N, OW) in "nhw". What falls in the padding is zeroed where it lands, never copied,
-    so the workspace has no padding of its own: x itself, seen in ``order``, when it is
-    stored so. In the scratch buffer unless ``reuse_buffer`` is False.
+    so the workspace needs no padding of its own: it may be x itself, seen in
+    ``order``. In the scratch buffer unless ``reuse_buffer`` is False.
     """
     (top, bottom), (left, right) = padding
     strides = dict(zip("c" + order, workspace.strides))
