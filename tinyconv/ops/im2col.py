@@ -323,13 +323,19 @@ def _clipped_tap(
             continue
         k = "hw".index(axis)
         step, offset = stride[k], tap[k] * dilation[k] - padding[k][0]
-        first = max(0, -(offset // step))  # the first output whose input is >= 0
-        stop = min(extent, (limit - 1 - offset) // step + 1)  # ... and < the input's size
-        if first >= stop:
+        inside = _inside(extent, limit, step, offset)
+        if not inside:
             return None
-        source.append(slice(first, stop))
-        destination.append(slice(first * step + offset, (stop - 1) * step + offset + 1, step))
+        source.append(slice(inside.start, inside.stop))
+        last = (inside.stop - 1) * step + offset
+        destination.append(slice(inside.start * step + offset, last + 1, step))
     return tuple(source), tuple(destination)
+
+
+def _inside(count: int, size: int, step: int, offset: int) -> range:
+    # the outputs o < count whose input o·step + offset lies inside [0, size)
+    first = max(0, -(offset // step))
+    return range(first, max(first, min(count, (size - 1 - offset) // step + 1)))
 
 
 # -- the columns of a convolution, one matrix per output row ---------------------------
@@ -406,23 +412,19 @@ def row_columns(
         copy(range(kernel_w), range(out_w))
         return rows
     # the output columns where kernel column j reads inside the input are a range
-    inner = []
-    for j in range(kernel_w):
-        shift = j * dilation_w - left
-        start = min(out_w, max(0, -(shift // stride_w)))
-        inner.append((start, max(start, min(out_w, -((shift - sizes["w"]) // stride_w)))))
+    inner = [_inside(out_w, sizes["w"], stride_w, j * dilation_w - left) for j in range(kernel_w)]
     # one copy for the output columns where they all do, so that the KW copies of an
     # input row follow one another; then each kernel column's edges
-    common = range(max(start for start, _ in inner), min(stop for _, stop in inner))
+    common = range(max(part.start for part in inner), min(part.stop for part in inner))
     copy(range(kernel_w), common)
-    for j, (start, stop) in enumerate(inner):
-        done = common or range(stop, stop)
-        copy(range(j, j + 1), range(start, done.start))
-        copy(range(j, j + 1), range(done.stop, stop))
-        if start > 0:
-            target[_index(w_axis, (slice(j, j + 1), slice(None, start)))] = 0
-        if stop < out_w:
-            target[_index(w_axis, (slice(j, j + 1), slice(stop, None)))] = 0
+    for j, part in enumerate(inner):
+        done = common or range(part.stop, part.stop)
+        copy(range(j, j + 1), range(part.start, done.start))
+        copy(range(j, j + 1), range(done.stop, part.stop))
+        if part.start > 0:
+            target[_index(w_axis, (slice(j, j + 1), slice(None, part.start)))] = 0
+        if part.stop < out_w:
+            target[_index(w_axis, (slice(j, j + 1), slice(part.stop, None)))] = 0
     return rows
 
 
