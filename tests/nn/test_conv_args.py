@@ -124,3 +124,30 @@ def test_mixed_devices_raise(device):
         pytest.skip("needs a second device")
     with pytest.raises(RuntimeError, match="cpu"):
         F.conv2d(X, W.to(device))
+
+
+GOOD_SPELLINGS = [
+    # (a call, the same call with its arguments spelled as plain ints), as PyTorch accepts
+    (
+        lambda: F.conv2d(X, x4(6, 2, 3, 3), groups=numpy.int64(2), stride=numpy.int64(2)),
+        lambda: F.conv2d(X, x4(6, 2, 3, 3), groups=2, stride=2),
+    ),
+    (
+        lambda: F.conv2d(X, W, stride=(2,), padding=(1,), dilation=[2]),
+        lambda: F.conv2d(X, W, stride=2, padding=1, dilation=2),
+    ),
+    (
+        lambda: F.conv_transpose2d(X, x4(4, 3, 3, 3), stride=(2,), output_padding=(1,)),
+        lambda: F.conv_transpose2d(X, x4(4, 3, 3, 3), stride=2, output_padding=1),
+    ),
+    (lambda: F.max_pool2d(X, (3,), stride=[2]), lambda: F.max_pool2d(X, 3, stride=2)),
+    (
+        lambda: F.avg_pool2d(X, 2, divisor_override=numpy.int64(3)),
+        lambda: F.avg_pool2d(X, 2, divisor_override=3),
+    ),
+]
+
+
+@pytest.mark.parametrize("call, plain", GOOD_SPELLINGS)
+def test_numpy_ints_and_one_element_sequences_are_accepted(call, plain):
+    numpy.testing.assert_array_equal(call().numpy(), plain().numpy())

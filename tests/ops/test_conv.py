@@ -608,6 +608,30 @@ def test_weight_gradient_from_kept_or_rebuilt_columns_matches_finite_differences
     assert tc.gradcheck(lambda *args: F.conv2d(*args, **options), [x, weight])
 
 
+@pytest.mark.parametrize("limits", [(2**28, 30000), (30000, 2**28)], ids=["lowered", "raised"])
+def test_weight_gradient_when_the_workspace_limit_changes_between_forward_and_backward(
+    monkeypatch, limits
+):
+    # the forward's kept columns are laid out in the order its limit chose; the backward
+    # must read them so even when the limit in force now would choose the other order
+    # (30000 bytes: chunks of 4 images, so that the orders differ within a chunk)
+    rng = numpy.random.default_rng(9)
+    x_values, w_values = rng.standard_normal((12, 3, 9, 9)), rng.standard_normal((4, 3, 3, 3))
+    grad_values = rng.standard_normal((12, 4, 9, 9))
+    orders = []
+    for limit in limits:
+        monkeypatch.setattr(conv_ops, "_workspace_limit", limit)
+        orders.append(conv_ops._columns_order(x_values, (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)))
+    assert orders[0][2] != orders[1][2]  # the two limits lay the columns out differently
+    x, weight = _leaf(x_values), _leaf(w_values)
+    monkeypatch.setattr(conv_ops, "_workspace_limit", limits[0])
+    y = F.conv2d(x, weight, padding=1)
+    monkeypatch.setattr(conv_ops, "_workspace_limit", limits[1])
+    y.backward(tc.tensor(grad_values))
+    expected = naive_weight_grad(x_values, grad_values, (3, 3), padding=1)
+    numpy.testing.assert_allclose(weight.grad.numpy(), expected, rtol=1e-10, atol=1e-10)
+
+
 CONV_TRANSPOSE_GRID = [
     {**BASE, "output_padding": 0, **change}
     for change in [

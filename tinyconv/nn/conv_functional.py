@@ -19,6 +19,7 @@ from tinyconv.ops.sizes import (
     conv_output_size,
     conv_transpose2d_output_shape,
     conv_transpose_output_size,
+    is_int,
     normalize_padding,
     pair,
     pool2d_output_shape,
@@ -107,9 +108,9 @@ def _non_negative_pair(name: str, argument: str, value: Any) -> tuple[int, int]:
 
 
 def _check_groups(name: str, groups: Any) -> int:
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+    if not is_int(groups) or groups < 1:
         raise ValueError(f"{name}: groups={groups!r} must be an int >= 1")
-    return groups
+    return int(groups)
 
 
 def _check_output(name: str, input_size: tuple[int, int], out_size: tuple[int, int], why: str):
@@ -405,11 +406,7 @@ def avg_pool2d(
     )
     if not isinstance(count_include_pad, bool):
         raise TypeError(f"{name}: count_include_pad={count_include_pad!r} must be a bool")
-    if divisor_override is not None and (
-        not isinstance(divisor_override, int)
-        or isinstance(divisor_override, bool)
-        or divisor_override == 0
-    ):
+    if divisor_override is not None and (not is_int(divisor_override) or divisor_override == 0):
         raise ValueError(
             f"{name}: divisor_override={divisor_override!r} must be None or a nonzero int"
         )

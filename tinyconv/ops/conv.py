@@ -264,7 +264,7 @@ def conv2d_forward(
     ``out_size`` may ask for fewer rows/columns than fit (a transposed convolution's
     backward needs exactly its input's size back). Given a list ``kept_columns``, each
     batch chunk's columns are built in memory of their own and appended to it as
-    (start, stop, windows), for ``conv2d_weight_grad`` to use again.
+    (start, stop, order, windows), for ``conv2d_weight_grad`` to use again.
     """
     xp = get_array_module(x)
     batch = x.shape[0]
@@ -290,7 +290,7 @@ def conv2d_forward(
             reuse_buffer=kept_columns is None,
         )  # (G, B, K, L)
         if kept_columns is not None:
-            kept_columns.append((start, stop, windows))
+            kept_columns.append((start, stop, order, windows))
         in_place = order == "hwn" and stop - start == batch
         if in_place:  # y is stored (O, OH, OW, N), as the positions come
             product = y.transpose(1, 2, 3, 0).reshape(out_channels, -1)
@@ -325,7 +325,8 @@ def conv2d_weight_grad(
     """dL/dW = sum over positions of dL/dy · columns(x): -> (O, C/G, KH, KW).
 
     ``kept_columns``, the list ``conv2d_forward`` filled for this x, saves building
-    the columns again.
+    the columns again. They are read in the order they were laid out in, which the
+    workspace limit in force now may no longer choose.
     """
     xp = get_array_module(x)
     batch, channels, _, _ = x.shape
@@ -333,13 +334,13 @@ def conv2d_weight_grad(
     column_bytes, by_rows, order = _columns_order(
         x, kernel_size, stride, padding, dilation, (out_h, out_w)
     )
-    positions_order = window_order(order, by_rows)
     grad_weight = None
     if kept_columns is None:
-        chunks = [(start, stop, None) for start, stop in _batch_chunks(batch, column_bytes, order)]
+        chunks = _batch_chunks(batch, column_bytes, order)
+        chunks = [(start, stop, order, None) for start, stop in chunks]
     else:
         chunks = kept_columns
-    for start, stop, windows in chunks:
+    for start, stop, order, windows in chunks:
         if windows is None:
             windows = conv_windows(
                 x[start:stop],
@@ -352,7 +353,7 @@ def conv2d_weight_grad(
                 (out_h, out_w),
                 by_rows,
             )
-        grad = positions_to_layout(grad_out[start:stop], positions_order)  # (O, M)
+        grad = positions_to_layout(grad_out[start:stop], window_order(order, by_rows))  # (O, M)
         grad = _by_block(grad, groups, windows.shape[1]).transpose(0, 1, 3, 2)  # (G, B, L, O/G)
         # (G, B, K, L) @ (G, B, L, O/G) -> (G, B, K, O/G), summed over the blocks; this
         # operand order is the faster one for BLAS
@@ -802,8 +803,8 @@ class Conv2d(Function):
         kept = [] if keep else None
         y = conv2d_forward(x, weight, bias, stride, padding, dilation, groups, kept_columns=kept)
         # the chunks' columns travel as saved arrays, freed with them after backward
-        self.chunks = [(start, stop) for start, stop, _ in kept or ()]
-        self.save_for_backward(x, weight, *(columns for _, _, columns in kept or ()))
+        self.chunks = [chunk for *chunk, _ in kept or ()]  # (start, stop, order)
+        self.save_for_backward(x, weight, *(columns for *_, columns in kept or ()))
         return y
 
     def backward(self, grad_out):
@@ -812,10 +813,13 @@ class Conv2d(Function):
         stride, padding, dilation, groups = self.options
         needs_x, needs_weight, needs_bias = self.needs_input_grad
         grad_x = grad_weight = grad_bias = None
-        _, _, order = _columns_order(
-            x, weight.shape[2:], stride, padding, dilation, grad_out.shape[2:]
-        )
-        if order == "hwn":  # as the forward chose
+        if kept:  # the columns' order, even if the workspace limit changed since
+            order = kept[0][2]
+        else:  # as the forward chose, or would have
+            _, _, order = _columns_order(
+                x, weight.shape[2:], stride, padding, dilation, grad_out.shape[2:]
+            )
+        if order == "hwn":
             # both gradients read dL/dy with the batch innermost: one transpose, shared
             grad_out = batch_inner(grad_out)
         if needs_x:

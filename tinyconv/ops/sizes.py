@@ -24,6 +24,7 @@ __all__ = [
     "conv_output_size",
     "conv_transpose2d_output_shape",
     "conv_transpose_output_size",
+    "is_int",
     "normalize_padding",
     "pair",
     "pool2d_output_shape",
@@ -34,20 +35,22 @@ __all__ = [
 IntOrPair = int | tuple[int, int]
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer: a Python or NumPy int, not a bool."""
     # bool is an Integral too, but `stride=True` is a mistake, not a stride of 1
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def pair(value: Any, name: str) -> tuple[int, int]:
-    """``(value, value)`` for an int, the pair itself for a pair of ints; TypeError otherwise."""
-    if _is_int(value):
+    """``(value, value)`` for an int, the pair itself for a pair of ints; TypeError otherwise.
+
+    A one-element tuple or list counts as its element, as in PyTorch's functional forms.
+    """
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        value = value[0]
+    if is_int(value):
         return int(value), int(value)
-    if (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(_is_int(item) for item in value)
-    ):
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(item) for item in value):
         return int(value[0]), int(value[1])
     raise TypeError(f"{name}={value!r} must be an int or a pair of ints")
 
