@@ -325,6 +325,36 @@ def test_inplace_change_through_a_detached_view_makes_backward_raise(device):
         loss.backward()
 
 
+VIEW_CHANGES = {
+    # how a view (or its base) is changed in place after the graph saved the other
+    "a slice of the base of a saved transpose": lambda x, hidden: x[0:1].fill_(0.0),
+    "one element of the base of a saved transpose": lambda x, hidden: x[1, 0].fill_(0.0),
+    "the base of a saved transpose": lambda x, hidden: x.zero_(),
+    "a reshape of a saved output": lambda x, hidden: hidden.reshape(-1).mul_(2),
+    "an element of a detached saved output": lambda x, hidden: hidden.detach()[0, 0].fill_(9),
+}
+
+
+@pytest.mark.parametrize("change", VIEW_CHANGES.values(), ids=VIEW_CHANGES.keys())
+def test_inplace_change_through_a_view_makes_backward_raise(device, change):
+    # views count in-place changes with the memory they view, as in PyTorch: without
+    # that, each of these changes would give a silently wrong gradient
+    weight = leaf([[1.0, 2.0], [3.0, 4.0]], device)
+    x = leaf([[5.0, 6.0], [7.0, 8.0]], device, requires_grad=False)
+    hidden = weight.exp()  # Exp saves its output
+    loss = hidden.sum() + (weight * x.T).sum()  # Mul saves x.T, a view of x
+    with tc.no_grad():
+        change(x, hidden)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+def test_writing_into_one_element_writes_into_the_tensor(device):
+    x = leaf([1.0, 2.0, 3.0], device, requires_grad=False)
+    x[1].fill_(9.0)  # x[1] is a view, as in PyTorch, not a copy
+    numpy.testing.assert_array_equal(to_numpy(x), [1.0, 9.0, 3.0])
+
+
 def test_inplace_change_of_saved_leaf_under_no_grad_makes_backward_raise(device):
     weight = leaf([1.0, 2.0], device)
     loss = (weight * weight).sum()

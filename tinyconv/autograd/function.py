@@ -135,10 +135,10 @@ class Function:
         if type(raw) is tuple:
             outputs = tuple(Tensor._wrap(array, device) for array in raw)
         else:
-            output = Tensor._wrap(raw, device)
-            if not recording:
-                return output  # the common no-grad path: nothing to link
-            outputs = (output,)
+            outputs = (Tensor._wrap(raw, device),)
+        _share_versions_of_views(args, outputs)
+        if not recording:
+            return outputs if type(raw) is tuple else outputs[0]
         if recording:
             function._link(args, outputs)
         return outputs if type(raw) is tuple else outputs[0]
@@ -179,6 +179,25 @@ class Function:
                     f"{counter.value}; expected version {expected}. Use an out-of-place "
                     "operation (or .clone()) before changing it."
                 )
+
+
+def _share_versions_of_views(args: tuple[Any, ...], outputs: tuple[Tensor, ...]) -> None:
+    # An output that is a view of an input's memory (a slice, a reshape, a transpose)
+    # counts in-place changes together with it, as PyTorch's views do: a change made
+    # through either must make a backward that saved the other raise. Views are
+    # recognised by their memory's owner (``.base``; NumPy and CuPy point a view of a
+    # view at the array that owns the memory).
+    for out in outputs:
+        owner = _memory_owner(out.data)
+        for arg in args:
+            if isinstance(arg, Tensor) and _memory_owner(arg.data) is owner:
+                out._version = arg._version
+                break
+
+
+def _memory_owner(array: Any) -> Any:
+    base = array.base
+    return array if base is None else base
 
 
 def _versions_of(saved, inputs, outputs) -> tuple:

@@ -20,7 +20,12 @@ def is_advanced_index(index: Any) -> bool:
 class GetItem(Function):
     def forward(self, x, *, index):
         self.context = (x.shape, x.dtype, index)
-        return x[index]
+        taken = x[index]
+        if not isinstance(taken, type(x)):
+            # NumPy copies a single element out as a scalar; with an Ellipsis it is a
+            # 0-d view, as PyTorch's x[i, j] is, so that writing into it writes into x
+            taken = x[(*(index if isinstance(index, tuple) else (index,)), Ellipsis)]
+        return taken
 
     def backward(self, grad_out):
         shape, dtype, index = self.context
