@@ -210,6 +210,25 @@ def test_adaptive_pools_match_the_definition(size, out_size, device):
     numpy.testing.assert_array_equal(to_numpy(maximum), naive_adaptive(x, out_size, numpy.max))
 
 
+def test_adaptive_avg_pool2d_keeps_infinities_and_nans_in_their_own_windows(device):
+    # windows (rows, then columns) of 5 over 3 and of 4 over 2: [0, 2), [1, 4), [3, 5)
+    # and [0, 2), [2, 4); an inf or a NaN reaches only the outputs whose windows hold it
+    x = numpy.arange(20.0).reshape(1, 1, 5, 4)
+    x[0, 0, 0, 1], x[0, 0, 4, 3], x[0, 0, 2, 0] = numpy.inf, -numpy.inf, numpy.nan
+    leaf = _leaf(x, device)
+    y = F.adaptive_avg_pool2d(leaf, (3, 2))
+    numpy.testing.assert_array_equal(to_numpy(y), naive_adaptive(x, (3, 2), numpy.mean))
+    upstream = numpy.array([[[[numpy.inf, 1.0], [2.0, 3.0], [4.0, 5.0]]]])
+    y.backward(tc.tensor(upstream, device=device))
+    # each window's gradient spread evenly over it, window by window
+    expected = numpy.zeros_like(x)
+    for oh, (top, bottom) in enumerate([(0, 2), (1, 4), (3, 5)]):
+        for ow, (left, right) in enumerate([(0, 2), (2, 4)]):
+            size = (bottom - top) * (right - left)
+            expected[0, 0, top:bottom, left:right] += upstream[0, 0, oh, ow] / size
+    numpy.testing.assert_array_equal(to_numpy(leaf.grad), expected)
+
+
 def test_adaptive_max_pool2d_indices_pick_the_row_major_first_maximum():
     x = numpy.array([[[[1.0, 7.0, 7.0], [7.0, 2.0, 0.0], [3.0, 7.0, 1.0]]]])
     _, indices = F.adaptive_max_pool2d(tc.tensor(x), 1, return_indices=True)
@@ -414,7 +433,8 @@ def test_adaptive_pools_match_pytorch(torch, seed):
         seed,
         outputs=2,
     )
-    x = numpy.nan_to_num(x)
+    if rng.random() < 0.15:  # infinities, which must stay in their own windows
+        x[rng.random(x.shape) < 0.1] = rng.choice([numpy.inf, -numpy.inf])
     _compare(
         torch, F.adaptive_avg_pool2d, torch.nn.functional.adaptive_avg_pool2d, x, options, seed
     )

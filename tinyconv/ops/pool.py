@@ -285,10 +285,10 @@ class AvgPool2d(Function):
         ]
 
 
-def _average_matrix(size: int, out_size: int, xp: Any, dtype: Any) -> Any:
-    # (out_size, size): row o averages window o of the input axis
-    starts, ends = adaptive_pool_windows(size, out_size)
-    matrix = xp.zeros((out_size, size), dtype=dtype)
+def _average_matrix(windows: tuple[list[int], list[int]], size: int, xp: Any, dtype: Any) -> Any:
+    # (windows, size): row o averages window o of the input axis
+    starts, ends = windows
+    matrix = xp.zeros((len(starts), size), dtype=dtype)
     for row, (start, end) in enumerate(zip(starts, ends)):
         matrix[row, start:end] = 1.0 / (end - start)
     return matrix
@@ -305,21 +305,78 @@ def _both_sides(x: Any, left: Any, right: Any) -> Any:
     return xp.ascontiguousarray(both.reshape(batch, channels, out_w, out_h).transpose(0, 1, 3, 2))
 
 
+def _window_sums(x: Any, windows: tuple[list[int], list[int]], axis: int) -> Any:
+    # the sum of x over each window [start, end) along ``axis`` (-1 or -2): one gather
+    # per tap t, every window at once. A window shorter than the longest has no tap t;
+    # there ``where`` puts a 0 (multiplying by a 0 would turn an inf into NaN)
+    xp = get_array_module(x)
+    starts, ends = windows
+    by_window = (-1,) if axis == -1 else (-1, 1)  # broadcasts along the windows' axis
+    total = None
+    for tap in range(max(end - start for start, end in zip(starts, ends))):
+        positions = [min(start + tap, end - 1) for start, end in zip(starts, ends)]
+        values = xp.take(x, xp.asarray(positions), axis=axis)
+        inside = [start + tap < end for start, end in zip(starts, ends)]
+        if not all(inside):
+            values = xp.where(xp.asarray(inside).reshape(by_window), values, 0)
+        if total is None:
+            total = values
+        else:
+            total += values
+    return total
+
+
+def _window_sizes(rows: tuple, cols: tuple, like: Any) -> Any:
+    # (OH, OW): how many inputs each window holds
+    xp = get_array_module(like)
+    heights, widths = (
+        xp.asarray([end - start for start, end in zip(*windows)], dtype=like.dtype)
+        for windows in (rows, cols)
+    )
+    return heights.reshape(-1, 1) * widths
+
+
+def _windows_containing(windows: tuple[list[int], list[int]], size: int) -> tuple:
+    # for each input position i, the windows o that hold it, as a range [first, last + 1):
+    # starts and ends never decrease, so they are consecutive
+    starts, ends = windows
+    first = [next(o for o, end in enumerate(ends) if end > i) for i in range(size)]
+    last = [max(o for o, start in enumerate(starts) if start <= i) for i in range(size)]
+    return first, [o + 1 for o in last]
+
+
 class AdaptiveAvgPool2d(Function):
     """y = A_h @ x @ A_w^T, where row o of A averages adaptive window o; so
-    dL/dx = A_h^T @ dL/dy @ A_w."""
+    dL/dx = A_h^T @ dL/dy @ A_w.
+
+    Two GEMMs are fast, but they multiply every value, also the zeros of A by an inf
+    or NaN, and 0 · inf is NaN: one inf would spoil every window. So when x (or
+    dL/dy) is not all finite, the windows are summed directly (``_window_sums``), which
+    is what the products compute for finite values.
+    """
 
     def forward(self, x, *, out_size):
         # (N, C, H, W) -> (N, C, OH, OW)
         xp = get_array_module(x)
-        rows = _average_matrix(x.shape[2], out_size[0], xp, x.dtype)
-        cols = _average_matrix(x.shape[3], out_size[1], xp, x.dtype)
-        self.context = (rows, cols)
-        return _both_sides(x, rows, cols)
+        size = x.shape[2:]
+        rows, cols = (adaptive_pool_windows(size[k], out_size[k]) for k in (0, 1))
+        matrices = tuple(_average_matrix(w, n, xp, x.dtype) for w, n in zip((rows, cols), size))
+        self.context = (rows, cols, size, matrices)
+        y = _both_sides(x, *matrices)
+        if not xp.isfinite(y).all():  # x holds an inf or a NaN, which 0 · inf spreads
+            y = _window_sums(_window_sums(x, cols, -1), rows, -2)  # (N, C, OH, OW)
+            y /= _window_sizes(rows, cols, y)
+        return y
 
     def backward(self, grad_out):
-        rows, cols = self.context
-        return _both_sides(grad_out, rows.T, cols.T)
+        rows, cols, (height, width), (by_row, by_column) = self.context
+        xp = get_array_module(grad_out)
+        if xp.isfinite(grad_out).all():
+            return _both_sides(grad_out, by_row.T, by_column.T)
+        # each window's gradient spread evenly over it, summed where windows overlap
+        grad = grad_out / _window_sizes(rows, cols, grad_out)
+        grad = _window_sums(grad, _windows_containing(rows, height), -2)  # (N, C, H, OW)
+        return _window_sums(grad, _windows_containing(cols, width), -1)  # (N, C, H, W)
 
 
 def _window_taps(size: int, out_size: int, xp: Any) -> Any:
