@@ -321,6 +321,7 @@ def _softmax_cases() -> list:
             ("3d", 1, normal(2, 3, 4)),
             ("1d", 0, normal(5)),
             ("transposed", 1, transposed(3, 4)),
+            ("empty-dim", 1, normal(2, 0)),
         ]
         for label, dim, array in shaped:
             cases.append(

@@ -56,8 +56,11 @@ class Softmax(Function):
     def forward(self, x, *, dim):
         xp = get_array_module(x)
         # shifting by the maximum leaves softmax unchanged and keeps exp from overflowing
-        exps = xp.exp(x - x.max(axis=dim, keepdims=True))
-        out = exps / exps.sum(axis=dim, keepdims=True)
+        if x.shape[dim] == 0:  # nothing to normalise: empty, as in PyTorch
+            out = x.copy()
+        else:
+            exps = xp.exp(x - x.max(axis=dim, keepdims=True))
+            out = exps / exps.sum(axis=dim, keepdims=True)
         self.save_for_backward(out)
         self.dim = dim
         return out
@@ -85,5 +88,7 @@ class LogSoftmax(Function):
 def log_softmax(x, dim):
     """log(softmax(x)) on an array, stable for any logits: x - max - log(sum(exp(x - max)))."""
     xp = get_array_module(x)
+    if x.shape[dim] == 0:  # nothing to normalise: empty, as in PyTorch
+        return x.copy()
     shifted = x - x.max(axis=dim, keepdims=True)
     return shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
