@@ -188,16 +188,13 @@ def _share_versions_of_views(args: tuple[Any, ...], outputs: tuple[Tensor, ...])
     # recognised by their memory's owner (``.base``; NumPy and CuPy point a view of a
     # view at the array that owns the memory).
     for out in outputs:
-        owner = _memory_owner(out.data)
+        owner = out.data.base
+        if owner is None:
+            owner = out.data
         for arg in args:
-            if isinstance(arg, Tensor) and _memory_owner(arg.data) is owner:
+            if isinstance(arg, Tensor) and (arg.data is owner or arg.data.base is owner):
                 out._version = arg._version
                 break
-
-
-def _memory_owner(array: Any) -> Any:
-    base = array.base
-    return array if base is None else base
 
 
 def _versions_of(saved, inputs, outputs) -> tuple:
