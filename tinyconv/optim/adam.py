@@ -49,14 +49,15 @@ class Adam(Optimizer):
         maximize: bool = False,
         decoupled_weight_decay: bool = False,
     ) -> None:
-        if lr < 0:
+        # written `not 0 <= x` so that NaN is refused too
+        if not 0 <= lr:
             raise ValueError(f"Invalid learning rate: {lr}")
-        if eps < 0:
+        if not 0 <= eps:
             raise ValueError(f"Invalid epsilon value: {eps}")
         for position, beta in enumerate(betas):
             if not 0 <= beta < 1:
                 raise ValueError(f"Invalid beta parameter at index {position}: {beta}")
-        if weight_decay < 0:
+        if not 0 <= weight_decay:
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         defaults = {
             "lr": lr,
@@ -101,8 +102,9 @@ class Adam(Optimizer):
                 decayed += grad
                 grad = decayed
         exp_avg, exp_avg_sq = state["exp_avg"].data, state["exp_avg_sq"].data
-        # one scratch array serves every intermediate below
-        scratch = xp.subtract(grad, exp_avg)
+        # one scratch array serves every intermediate below (an array even for a 0-d
+        # parameter, where NumPy's subtract alone would return a scalar)
+        scratch = xp.subtract(grad, exp_avg, out=xp.empty_like(exp_avg))
         scratch *= 1 - beta1
         exp_avg += scratch
         exp_avg_sq *= beta2
