@@ -53,7 +53,7 @@ class Tensor:
 
     __slots__ = (
         "data",
-        "grad",
+        "_grad",
         "grad_fn",
         "_requires_grad",
         "_output_index",
@@ -78,7 +78,7 @@ class Tensor:
 
     def _setup(self, data: Any, device: str) -> None:
         self.data = data
-        self.grad = None
+        self._grad = None
         self.grad_fn = None
         self._requires_grad = False
         self._output_index = 0
@@ -109,6 +109,32 @@ class Tensor:
     @_version.setter
     def _version(self, counter: _Version) -> None:
         self._version_counter = counter
+
+    @property
+    def grad(self) -> Tensor | None:
+        """dL/d(this tensor), accumulated by ``backward`` (leaves, and ``retain_grad``)."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        # a gradient of another shape would broadcast silently in an optimizer's step
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(
+                    f"assigned grad expected to be a Tensor or None but got grad of type "
+                    f"{type(value).__name__}"
+                )
+            for what, theirs, ours in (
+                ("shape", value.shape, self.shape),
+                ("dtype", value.dtype, self.dtype),
+                ("device", value.device, self.device),
+            ):
+                if theirs != ours:
+                    raise RuntimeError(
+                        f"attempting to assign a gradient of {what} {_named(theirs)} to a "
+                        f"tensor of {what} {_named(ours)}: they must be the same"
+                    )
+        self._grad = value
 
     @property
     def requires_grad(self) -> bool:
@@ -791,6 +817,11 @@ def _numpy_aliases(dim: Any, keepdim: bool, axis: Any, keepdims: Any) -> tuple[A
 def shape_op_identity(tensor: Tensor) -> Tensor:
     """A new tensor node for a no-op reshape, so that it is never the input itself."""
     return shape_ops.Reshape.apply(tensor, shape=tensor.shape)
+
+
+def _named(value: Any) -> str:
+    # a shape as (3, 4), a dtype by its name, a device as 'cpu'
+    return getattr(value, "__name__", None) or repr(value)
 
 
 def _looks_like_dtype(value: Any) -> bool:

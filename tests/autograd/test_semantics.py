@@ -399,6 +399,26 @@ def test_gradients_have_the_dtype_shape_and_device_of_their_tensor(device, dtype
         assert tensor.grad.requires_grad is False
 
 
+@pytest.mark.parametrize(
+    "grad, error",
+    [
+        (lambda: tc.ones(3, dtype=tc.float64), RuntimeError),  # a shape that would broadcast
+        (lambda: tc.ones(2, 3, dtype=tc.float32), RuntimeError),
+        (lambda: tc.ones(2, 3, dtype=tc.int64), RuntimeError),
+        (lambda: numpy.ones((2, 3)), TypeError),
+    ],
+    ids=["shape", "dtype", "integer", "array"],
+)
+def test_assigning_a_gradient_unlike_its_tensor_raises(grad, error):
+    # as in PyTorch: an optimizer would otherwise broadcast a wrong gradient silently
+    x = tc.ones(2, 3, dtype=tc.float64, requires_grad=True)
+    with pytest.raises(error, match="grad"):
+        x.grad = grad()
+    assert x.grad is None
+    x.grad = tc.zeros(2, 3, dtype=tc.float64)  # a matching one is taken
+    assert x.grad.shape == (2, 3)
+
+
 def test_gradient_of_a_cast_comes_back_in_the_original_dtype(device):
     x = tc.ones(3, dtype=tc.float32, device=device, requires_grad=True)
     (x.double() * 2.0).sum().backward()
