@@ -1,5 +1,6 @@
 """tc.save / tc.load: safetensors files PyTorch can read, nested state, atomic, checked."""
 
+import hashlib
 import io
 import json
 import math
@@ -249,7 +250,7 @@ def test_a_cuda_tensor_without_cuda_points_at_map_location(tmp_path, monkeypatch
         "__metadata__": {"tinyconv.devices": '{"w": "cuda"}'},
         "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
     }
-    write_raw(path, header, b"\0\0\x80\x3f")
+    write_raw(path, signed(header, b"\0\0\x80\x3f"), b"\0\0\x80\x3f")
     monkeypatch.setattr(serialization, "cuda_is_available", lambda: False)
     with pytest.raises(RuntimeError, match="map_location='cpu'"):
         tc.load(path)
@@ -357,6 +358,45 @@ def test_a_damaged_data_byte_fails_the_checksum(tmp_path):
         tc.load(path)
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        (b'\\"epoch\\":3', b'\\"epoch\\":7'),  # a number in the structure's JSON
+        (b"tinyconv.structure", b"tinyconv.structurX"),  # the structure lost
+        (b"tinyconv.file_sha256", b"tinyconv.file_sha25X"),  # the checksum lost
+        (b'"shape":[6,1,5,5]', b'"shape":[1,6,5,5]'),  # a shape of the same size
+    ],
+    ids=["number", "structure-key", "checksum-key", "shape"],
+)
+def test_a_changed_header_fails_the_checksum(tmp_path, change):
+    path = tmp_path / "edited.safetensors"
+    tc.save({"model": lenet_state(), "epoch": 3}, path)
+    blob = path.read_bytes()
+    assert blob.count(change[0]) == 1
+    path.write_bytes(blob.replace(*change))
+    with pytest.raises(RuntimeError, match="checksum"):
+        tc.load(path)
+
+
+def test_a_file_from_before_the_header_was_checked_still_loads(tmp_path):
+    # its checksum, under the older key, covers the tensor bytes only
+    data = numpy.arange(3, dtype="<f4").tobytes()
+    header = {
+        "__metadata__": {
+            "tinyconv.sha256": hashlib.sha256(data).hexdigest(),
+            "tinyconv.structure": '{"w":{"__tensor__":"w"},"epoch":2}',
+        },
+        "w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]},
+    }
+    path = tmp_path / "old.safetensors"
+    write_raw(path, header, data)
+    loaded = tc.load(path)
+    assert loaded["epoch"] == 2 and loaded["w"].tolist() == [0.0, 1.0, 2.0]
+    write_raw(path, header, data[:-1] + b"\x01")
+    with pytest.raises(RuntimeError, match="checksum"):
+        tc.load(path)
+
+
 def test_a_damaged_header_is_reported(tmp_path):
     path = tmp_path / "header.safetensors"
     tc.save(lenet_state(), path)
@@ -370,6 +410,15 @@ def test_a_damaged_header_is_reported(tmp_path):
 def write_raw(path, header, data=b""):
     text = json.dumps(header).encode()
     path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+
+
+def signed(header, data=b""):
+    """``header`` with tinyconv's checksum added as its format defines it: the SHA-256
+    of the rest of the header (compact JSON, keys sorted), then of the data."""
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    digest = hashlib.sha256(text + data).hexdigest()
+    metadata = {**header.get("__metadata__", {}), "tinyconv.file_sha256": digest}
+    return {**header, "__metadata__": metadata}
 
 
 @pytest.mark.parametrize(
@@ -386,8 +435,12 @@ def write_raw(path, header, data=b""):
         ),
         ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 9, "5 bytes after"),
         ({"__metadata__": {"a": 1}}, b"", "__metadata__"),
-        ({"__metadata__": {"tinyconv.structure": "{"}}, b"", "tinyconv.structure"),
-        ({"__metadata__": {"tinyconv.structure": '{"__tensor__": "w"}'}}, b"", "missing tensor"),
+        (signed({"__metadata__": {"tinyconv.structure": "{"}}), b"", "tinyconv.structure"),
+        (
+            signed({"__metadata__": {"tinyconv.structure": '{"__tensor__": "w"}'}}),
+            b"",
+            "missing tensor",
+        ),
         ([1, 2], b"", "not a JSON object"),
     ],
 )

@@ -14,8 +14,9 @@ checkpoint ``{"model": ..., "optimizer": ..., "epoch": 3}``) stores its tensors 
 entries named by their path (``model.conv1.weight``) and the rest of its
 structure as JSON in the metadata, where tensors appear as ``{"__tensor__": name}``.
 
-Two more metadata entries let ``load`` check a file: the SHA-256 of the tensor
-bytes, and the devices of tensors that were not on the CPU. A file is written to
+Two more metadata entries let ``load`` check a file: the SHA-256 of everything
+else in it (the rest of the header, then the tensor bytes), and the devices of
+tensors that were not on the CPU. A file is written to
 a temporary file beside the target and renamed over it only when complete, so a
 crash mid-write leaves the old file as it was.
 """
@@ -57,7 +58,9 @@ _DTYPE_OF_CODE = {code: dtype.newbyteorder("<") for dtype, code in _CODE_OF_DTYP
 
 _STRUCTURE_KEY = "tinyconv.structure"
 _DEVICES_KEY = "tinyconv.devices"
-_DIGEST_KEY = "tinyconv.sha256"
+_DIGEST_KEY = "tinyconv.file_sha256"
+# files written by tinyconv before the checksum covered the header: the tensor bytes only
+_DATA_DIGEST_KEY = "tinyconv.sha256"
 _METADATA = "__metadata__"
 # the limit safetensors itself puts on a header: a larger one means a foreign file
 _MAX_HEADER_BYTES = 100_000_000
@@ -219,14 +222,13 @@ def _layout(encoder: _Encoder, structure: Any) -> tuple[bytes, list[numpy.ndarra
     # Larger items first, as safetensors does: every tensor then starts at a multiple of
     # its item size, so a reader can map it without copying.
     order = sorted(encoder.arrays, key=lambda name: -encoder.arrays[name].dtype.itemsize)
-    offsets, position, digest = {}, 0, hashlib.sha256()
+    offsets, position = {}, 0
     for name in order:
         array = encoder.arrays[name]
         offsets[name] = [position, position + array.nbytes]
         position += array.nbytes
-        digest.update(_bytes_of(array))
 
-    metadata = {_DIGEST_KEY: digest.hexdigest()}
+    metadata = {}
     if structure is not None:
         metadata[_STRUCTURE_KEY] = json.dumps(structure, separators=(",", ":"))
     if encoder.devices:
@@ -238,9 +240,19 @@ def _layout(encoder: _Encoder, structure: Any) -> tuple[bytes, list[numpy.ndarra
             "shape": list(array.shape),
             "data_offsets": offsets[name],
         }
+    digest = hashlib.sha256(_canonical(header))
+    for name in order:
+        digest.update(_bytes_of(encoder.arrays[name]))
+    metadata[_DIGEST_KEY] = digest.hexdigest()  # added last: it covers everything else
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % 8)  # spaces pad the header so the data starts 8-aligned
     return struct.pack("<Q", len(text)) + text, [encoder.arrays[name] for name in order]
+
+
+def _canonical(header: dict[str, Any]) -> bytes:
+    # the header as the checksum reads it: one spelling of the same JSON, whatever the
+    # order or spacing its writer used
+    return json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 def _bytes_of(array: numpy.ndarray) -> memoryview:
@@ -306,11 +318,8 @@ class _FormatError(Exception):
 
 
 def _decode_file(blob: bytearray, device: str | None) -> Any:
-    entries, metadata, data_start = _read_header(blob)
-    data = memoryview(blob)[data_start:]
-    expected_digest = metadata.get(_DIGEST_KEY)
-    if expected_digest is not None and hashlib.sha256(data).hexdigest() != expected_digest:
-        raise _FormatError("the tensor data does not match its SHA-256 checksum (corrupt file)")
+    entries, metadata, data_start, raw_entries = _read_header(blob)
+    _check_digest(raw_entries, metadata, memoryview(blob)[data_start:])
 
     devices = _json_metadata(metadata, _DEVICES_KEY, default={})
     if not isinstance(devices, dict):
@@ -331,8 +340,27 @@ def _decode_file(blob: bytearray, device: str | None) -> Any:
     return _Decoder(tensors).decode(structure)
 
 
-def _read_header(blob: bytearray) -> tuple[dict[str, tuple], dict[str, str], int]:
-    """Parse and check the header; (entries, metadata, where the data starts)."""
+def _check_digest(raw_entries: dict[str, Any], metadata: dict[str, str], data: memoryview) -> None:
+    if _DIGEST_KEY in metadata:
+        covered = {k: v for k, v in metadata.items() if k != _DIGEST_KEY}
+        digest = hashlib.sha256(_canonical({**raw_entries, _METADATA: covered}))
+        digest.update(data)
+        expected = metadata[_DIGEST_KEY]
+    elif _DATA_DIGEST_KEY in metadata:
+        digest, expected = hashlib.sha256(data), metadata[_DATA_DIGEST_KEY]
+    elif any(key.startswith("tinyconv.") for key in metadata):
+        raise _FormatError("corrupt: it holds tinyconv's metadata but not its checksum")
+    else:  # a safetensors file from another writer: nothing to check against
+        return
+    if digest.hexdigest() != expected:
+        raise _FormatError("the file does not match its SHA-256 checksum (corrupt file)")
+
+
+def _read_header(
+    blob: bytearray,
+) -> tuple[dict[str, tuple], dict[str, str], int, dict[str, Any]]:
+    """Parse and check the header; (entries, metadata, where the data starts, the
+    entries as they were read)."""
     if len(blob) < 8:
         raise _FormatError(
             f"truncated: {len(blob)} bytes, but a safetensors file starts with an 8-byte length"
@@ -376,7 +404,7 @@ def _read_header(blob: bytearray) -> tuple[dict[str, tuple], dict[str, str], int
         )
     if position < data_length:
         raise _FormatError(f"corrupt: {data_length - position} bytes after the last tensor's data")
-    return entries, metadata, 8 + header_length
+    return entries, metadata, 8 + header_length, header
 
 
 def _check_entry(name: str, entry: Any) -> tuple[numpy.dtype, tuple[int, ...], int, int]:
