@@ -382,3 +382,40 @@ def test_float_index_list_raises_instead_of_truncating():
 
 def test_empty_index_list_selects_nothing():
     assert tc.arange(6.0).reshape(2, 3)[[]].shape == (0, 3)
+
+
+# -- calls PyTorch refuses, which NumPy would answer with a wrong value -------------------
+
+SILENTLY_WRONG = [
+    # (call, error, words the message must contain)
+    (lambda: tc.arange(10, 0), ValueError, "sign of step"),
+    (lambda: tc.arange(None), TypeError, "end=None"),
+    (lambda: tc.randn(3, dtype=tc.int64), TypeError, "floating"),
+    (lambda: tc.rand(3, dtype=tc.int64), TypeError, "floating"),
+    (lambda: tc.randn_like(tc.arange(3)), TypeError, "floating"),
+    (lambda: tc.zeros_like(3), TypeError, "Tensor"),
+    (lambda: tc.cat(tc.ones(3, 4)), TypeError, "single Tensor"),
+    (lambda: tc.stack(tc.ones(3)), TypeError, "single Tensor"),
+    (lambda: tc.cat([tc.tensor(1.0), tc.tensor(2.0)]), ValueError, "zero-dimensional"),
+    (lambda: tc.ones(3).fill_(None), TypeError, "None"),
+    (lambda: tc.ones(3).__setitem__(0, None), TypeError, "None"),
+    (lambda: tc.ones(2, 3).sum(dim=(0, 0)), ValueError, "more than once"),
+    (lambda: tc.ones(2, 3).mean(dim=(1, -1)), ValueError, "more than once"),
+    (lambda: tc.ones(2, 3).T.view(-1), RuntimeError, "reshape"),
+]
+
+
+@pytest.mark.parametrize(
+    "call, error, words",
+    SILENTLY_WRONG,
+    ids=[f"silently-wrong-{index}" for index in range(len(SILENTLY_WRONG))],
+)
+def test_calls_pytorch_refuses_raise_instead_of_a_wrong_value(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+def test_a_view_shares_memory_with_its_tensor():
+    x = tc.zeros(2, 3)
+    x.view(3, 2)[0, 1] = 7.0  # written through the view, seen in x, as in PyTorch
+    assert x[0, 1].item() == 7.0

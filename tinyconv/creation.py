@@ -178,8 +178,16 @@ def arange(
     """Values from ``start`` to ``end`` (excluded) by ``step``; int64 unless one is a float."""
     if end is None:
         start, end = 0, start
+    for name, value in (("start", start), ("end", end), ("step", step)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, numpy.number)):
+            raise TypeError(f"arange: {name}={value!r} must be a number")
     if step == 0:
         raise ValueError("arange: step must be nonzero")
+    if (end - start) * step < 0:
+        raise ValueError(
+            f"arange: start={start!r} and end={end!r} are inconsistent with the sign of "
+            f"step={step!r}"
+        )
     device, xp = _device_and_xp(device)
     if dtype is None:
         all_ints = all(isinstance(v, (int, numpy.integer)) for v in (start, end, step))
@@ -201,7 +209,7 @@ def eye(n: int, m: int | None = None, dtype: Any = None, device: Any = None) -> 
 def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Uniform on [0, 1), drawn from the generator ``tc.manual_seed`` seeds."""
     device, _ = _device_and_xp(device)
-    dtype = _float_dtype(dtype)
+    dtype = _random_float_dtype(dtype, "rand")
     array = backend.random_generator(device).random(_shape(size), dtype=_generator_dtype(dtype))
     return _finish(array.astype(dtype, copy=False), device, requires_grad)
 
@@ -209,11 +217,19 @@ def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool 
 def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Standard normal, drawn from the generator ``tc.manual_seed`` seeds."""
     device, _ = _device_and_xp(device)
-    dtype = _float_dtype(dtype)
+    dtype = _random_float_dtype(dtype, "randn")
     array = backend.random_generator(device).standard_normal(
         _shape(size), dtype=_generator_dtype(dtype)
     )
     return _finish(array.astype(dtype, copy=False), device, requires_grad)
+
+
+def _random_float_dtype(dtype: Any, name: str) -> numpy.dtype:
+    # the distributions are continuous: truncating draws to integers is no draw of them
+    dtype = _float_dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"{name}: dtype={dtype.name} must be a floating dtype")
+    return dtype
 
 
 def _generator_dtype(dtype: numpy.dtype) -> numpy.dtype:
@@ -235,36 +251,48 @@ def randint(
     return _finish(array.astype(dtypes.to_dtype(dtype or dtypes.int64)), device, False)
 
 
-def _like(other: Tensor, dtype: Any) -> dict:
-    return {"dtype": other.dtype if dtype is None else dtype, "device": other.device}
+def _like(other: Tensor, dtype: Any, name: str) -> tuple[tuple[int, ...], dict]:
+    # the shape, and the dtype and device, that a ``*_like`` factory copies from ``other``
+    if not isinstance(other, Tensor):
+        raise TypeError(f"{name}: expected a Tensor to copy, got {type(other).__name__}")
+    return other.shape, {"dtype": other.dtype if dtype is None else dtype, "device": other.device}
 
 
 def zeros_like(other: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return zeros(other.shape, **_like(other, dtype), requires_grad=requires_grad)
+    shape, options = _like(other, dtype, "zeros_like")
+    return zeros(shape, **options, requires_grad=requires_grad)
 
 
 def ones_like(other: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return ones(other.shape, **_like(other, dtype), requires_grad=requires_grad)
+    shape, options = _like(other, dtype, "ones_like")
+    return ones(shape, **options, requires_grad=requires_grad)
 
 
 def empty_like(other: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return empty(other.shape, **_like(other, dtype), requires_grad=requires_grad)
+    shape, options = _like(other, dtype, "empty_like")
+    return empty(shape, **options, requires_grad=requires_grad)
 
 
 def full_like(other: Tensor, fill_value: Any, dtype: Any = None) -> Tensor:
-    return full(other.shape, fill_value, **_like(other, dtype))
+    shape, options = _like(other, dtype, "full_like")
+    return full(shape, fill_value, **options)
 
 
 def rand_like(other: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return rand(other.shape, **_like(other, dtype), requires_grad=requires_grad)
+    shape, options = _like(other, dtype, "rand_like")
+    return rand(shape, **options, requires_grad=requires_grad)
 
 
 def randn_like(other: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return randn(other.shape, **_like(other, dtype), requires_grad=requires_grad)
+    shape, options = _like(other, dtype, "randn_like")
+    return randn(shape, **options, requires_grad=requires_grad)
 
 
 def _same_dtype(tensors: Sequence[Tensor], name: str) -> list[Tensor]:
     """Bring tensors to their promoted dtype, as PyTorch's cat and stack do."""
+    if isinstance(tensors, Tensor):  # iterating it would join its rows
+        raise TypeError(f"{name}: expected a sequence of Tensors, got a single Tensor")
+    tensors = list(tensors)
     if not tensors:
         raise ValueError(f"{name}: expected a non-empty sequence of tensors")
     for position, item in enumerate(tensors):
@@ -278,8 +306,11 @@ def _same_dtype(tensors: Sequence[Tensor], name: str) -> list[Tensor]:
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Join tensors along an existing dimension."""
-    tensors = _same_dtype(list(tensors), "cat")
+    tensors = _same_dtype(tensors, "cat")
     first = tensors[0]
+    for position, item in enumerate(tensors):
+        if item.ndim == 0:
+            raise ValueError(f"cat: tensors[{position}] is zero-dimensional and has no dim to join")
     axis = first._dim(dim)
     for position, item in enumerate(tensors):
         if item.ndim != first.ndim or any(
@@ -294,7 +325,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Join same-shaped tensors along a new dimension."""
-    tensors = _same_dtype(list(tensors), "stack")
+    tensors = _same_dtype(tensors, "stack")
     first = tensors[0]
     axis = first._dim(dim, first.ndim + 1)
     for position, item in enumerate(tensors):

@@ -390,6 +390,7 @@ class Tensor:
 
     def fill_(self, value: Any) -> Tensor:
         self._check_inplace("fill_")
+        _check_value("fill_", value)
         self.data[...] = value.data if isinstance(value, Tensor) else value
         return self._changed_in_place()
 
@@ -437,6 +438,7 @@ class Tensor:
 
     def __setitem__(self, index: Any, value: Any) -> None:
         self._check_inplace("__setitem__")
+        _check_value("__setitem__", value)
         value = value.data if isinstance(value, Tensor) else value
         self.data[_array_index(index, self.shape, self._device)] = value
         self._changed_in_place()
@@ -648,7 +650,10 @@ class Tensor:
         if dim is None:
             return None
         dims = dim if isinstance(dim, (tuple, list)) else (dim,)
-        axes = tuple(sorted({self._dim(d) for d in dims}))
+        axes = [self._dim(d) for d in dims]
+        if len(set(axes)) != len(axes):  # summing a dim twice is no sum PyTorch defines
+            raise ValueError(f"dim={dim!r} names a dimension more than once")
+        axes = tuple(sorted(axes))
         if self.ndim == 0:
             return None
         return axes
@@ -722,7 +727,17 @@ class Tensor:
             return shape_op_identity(self)
         return shape_ops.Reshape.apply(self, shape=target)
 
-    view = reshape
+    def view(self, *shape: Any) -> Tensor:
+        """``reshape`` that never copies: the result shares this tensor's memory, as in
+        PyTorch, so writing into one writes into the other."""
+        out = self.reshape(*shape)
+        if out.numel() and _memory_owner(out.data) is not _memory_owner(self.data):
+            raise RuntimeError(
+                f"view: shape {tuple(out.shape)} is not compatible with the memory layout of "
+                f"a tensor of shape {self.shape} (a transposed or sliced tensor's elements are "
+                "not in row-major order); use .reshape(...) instead, which copies"
+            )
+        return out
 
     def view_as(self, other: Tensor) -> Tensor:
         return self.reshape(other.shape)
@@ -817,6 +832,17 @@ def _numpy_aliases(dim: Any, keepdim: bool, axis: Any, keepdims: Any) -> tuple[A
 def shape_op_identity(tensor: Tensor) -> Tensor:
     """A new tensor node for a no-op reshape, so that it is never the input itself."""
     return shape_ops.Reshape.apply(tensor, shape=tensor.shape)
+
+
+def _memory_owner(array: Any) -> Any:
+    # the array that owns the memory ``array`` views (itself when it owns it)
+    return array if array.base is None else array.base
+
+
+def _check_value(name: str, value: Any) -> None:
+    # NumPy would write None as NaN into a float array
+    if value is None:
+        raise TypeError(f"{name}: value=None must be a number or a Tensor")
 
 
 def _named(value: Any) -> str:

@@ -153,3 +153,19 @@ def test_linear_default_init_statistics_match_pytorch(torch):
     theirs = torch.nn.Linear(120, 84).weight.detach().numpy()
     assert numpy.abs(ours).max() == pytest.approx(numpy.abs(theirs).max(), rel=0.01)
     assert ours.std() == pytest.approx(theirs.std(), rel=0.05)
+
+
+@pytest.mark.parametrize(
+    "call, error, words",
+    [
+        (lambda: init.normal_(tc.zeros(3), std=-1.0), ValueError, "std"),
+        (lambda: init.uniform_(tc.zeros(3), 1.0, 0.0), ValueError, "a <= b"),
+        (lambda: init.uniform_(tc.zeros(3, dtype=tc.int64)), TypeError, "floating"),
+        (lambda: init.kaiming_uniform_(tc.zeros(3, 4, dtype=tc.int64)), TypeError, "floating"),
+        (lambda: init.constant_(tc.zeros(3), None), TypeError, "None"),
+        (lambda: init.zeros_(numpy.zeros(3)), TypeError, "Tensor"),
+    ],
+)
+def test_fills_pytorch_refuses_raise(call, error, words):
+    with pytest.raises(error, match=words):
+        call()

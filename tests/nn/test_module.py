@@ -424,3 +424,10 @@ def test_module_list_registers_its_modules():
     assert list(blocks.state_dict())[:2] == ["0.weight", "0.bias"]
     assert len(list(blocks.parameters())) == 6
     assert isinstance(blocks[1:], nn.ModuleList)
+
+
+def test_a_buffer_does_not_replace_a_parameter():
+    layer = nn.Linear(3, 4)
+    with pytest.raises(KeyError, match="weight"):  # as in PyTorch
+        layer.register_buffer("weight", tc.zeros(1))
+    assert [name for name, _ in layer.named_parameters()] == ["weight", "bias"]

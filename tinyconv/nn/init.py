@@ -99,8 +99,12 @@ def _fan(tensor: Tensor, mode: str) -> int:
     return fan_in if mode == "fan_in" else fan_out
 
 
-def _fill(tensor: Tensor, array: Any) -> Tensor:
+def _fill(tensor: Tensor, array: Any, name: str) -> Tensor:
     """Write ``array`` into the tensor's own array (identity and memory kept)."""
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"{name}: expected a Tensor to fill, got {type(tensor).__name__}")
+    if array is None:  # NumPy would write NaN
+        raise TypeError(f"{name}: the value to fill with is None, not a number")
     tensor.data[...] = array
     tensor._version.value += 1
     return tensor
@@ -112,41 +116,55 @@ def _draw_dtype(tensor: Tensor) -> numpy.dtype:
     return dtype if dtype in (numpy.float32, numpy.float64) else numpy.dtype(numpy.float64)
 
 
+def _random_target(tensor: Tensor, name: str) -> None:
+    # a continuous distribution's draws would be truncated in an integer tensor
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"{name}: expected a Tensor to fill, got {type(tensor).__name__}")
+    if tensor.data.dtype.kind != "f":
+        raise TypeError(f"{name}: the tensor's dtype {tensor.dtype.__name__} is not floating")
+
+
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
     """Fill with draws from U(a, b)."""
+    _random_target(tensor, "uniform_")
+    if not a <= b:
+        raise ValueError(f"uniform_: expects a <= b, but found a={a} > b={b}")
     if tensor.data.size:
         draws = backend.random_generator(tensor.device).random(
             tensor.shape, dtype=_draw_dtype(tensor)
         )
         draws *= b - a
         draws += a
-        _fill(tensor, draws)
+        _fill(tensor, draws, "uniform_")
     return tensor
 
 
 def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
     """Fill with draws from N(mean, std^2)."""
+    _random_target(tensor, "normal_")
+    if not std >= 0:
+        raise ValueError(f"normal_: expects std >= 0, but found std={std}")
     if tensor.data.size:
         draws = backend.random_generator(tensor.device).standard_normal(
             tensor.shape, dtype=_draw_dtype(tensor)
         )
         draws *= std
         draws += mean
-        _fill(tensor, draws)
+        _fill(tensor, draws, "normal_")
     return tensor
 
 
 def constant_(tensor: Tensor, val: float) -> Tensor:
     """Fill with ``val``."""
-    return _fill(tensor, val)
+    return _fill(tensor, val, "constant_")
 
 
 def zeros_(tensor: Tensor) -> Tensor:
-    return _fill(tensor, 0)
+    return _fill(tensor, 0, "zeros_")
 
 
 def ones_(tensor: Tensor) -> Tensor:
-    return _fill(tensor, 1)
+    return _fill(tensor, 1, "ones_")
 
 
 def xavier_uniform_(tensor: Tensor, gain: float = 1.0) -> Tensor:
@@ -164,7 +182,8 @@ def xavier_normal_(tensor: Tensor, gain: float = 1.0) -> Tensor:
     return normal_(tensor, 0.0, std)
 
 
-def _kaiming_std(tensor: Tensor, a: float, mode: str, nonlinearity: str) -> float | None:
+def _kaiming_std(tensor: Tensor, a: float, mode: str, nonlinearity: str, name: str) -> float | None:
+    _random_target(tensor, name)
     if 0 in tensor.shape:
         warnings.warn("initializing a zero-element tensor is a no-op", stacklevel=3)
         return None
@@ -181,7 +200,7 @@ def kaiming_uniform_(
         mode: 'fan_in' keeps forward activations' scale, 'fan_out' gradients'.
         nonlinearity: 'relu' or 'leaky_relu' (the default, with slope ``a``).
     """
-    std = _kaiming_std(tensor, a, mode, nonlinearity)
+    std = _kaiming_std(tensor, a, mode, nonlinearity, "kaiming_uniform_")
     if std is None:
         return tensor
     bound = math.sqrt(3.0) * std
@@ -192,7 +211,7 @@ def kaiming_normal_(
     tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"
 ) -> Tensor:
     """He normal: N(0, std^2), std = gain / sqrt(fan). Arguments as ``kaiming_uniform_``."""
-    std = _kaiming_std(tensor, a, mode, nonlinearity)
+    std = _kaiming_std(tensor, a, mode, nonlinearity, "kaiming_normal_")
     if std is None:
         return tensor
     return normal_(tensor, 0.0, std)

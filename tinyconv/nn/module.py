@@ -142,6 +142,9 @@ class Module:
         """Add a tensor that is state but not trained (saved in the state dict unless
         ``persistent=False``)."""
         self._check_new_name(name, "buffer")
+        if hasattr(self, name) and name not in self._buffers:
+            # as in PyTorch: a buffer must not silently replace a parameter or a module
+            raise KeyError(f"attribute {name!r} already exists")
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(
                 f"cannot assign {type(tensor).__name__} as buffer {name!r} "
