@@ -207,6 +207,7 @@ def test_closure_is_called_and_its_loss_returned():
         (lambda p: optim.SGD(p, lr=0.1, nesterov=True), "Nesterov"),
         (lambda p: optim.Adam(p, betas=(1.0, 0.9)), "beta"),
         (lambda p: optim.Adam(p, lr=math.nan), "learning rate"),
+        (lambda p: optim.Adam(p, betas=(0.9,)), "betas"),
         (lambda p: optim.AdamW(p, eps=math.nan), "epsilon"),
         (lambda p: optim.Adam(p, weight_decay=math.nan), "weight_decay"),
         (lambda p: optim.SGD([], lr=0.1), "empty parameter list"),
@@ -399,3 +400,12 @@ def test_scheduler_resuming_needs_initial_lr():
     optimizer = optim.SGD([tc.ones(1, requires_grad=True)], lr=0.1)
     with pytest.raises(KeyError, match="initial_lr"):
         lr_scheduler.StepLR(optimizer, step_size=2, last_epoch=3)
+
+
+def test_load_state_dict_rejects_state_of_another_shape():
+    _, optimizer = run_ours("Adam", {"lr": 0.01}, steps=1)
+    state = optimizer.state_dict()
+    state["state"][1]["exp_avg"] = tc.zeros(7, dtype=tc.float64)  # parameter 1 is (4,)
+    _, fresh = run_ours("Adam", {"lr": 0.01}, steps=0)
+    with pytest.raises(ValueError, match=r"'exp_avg' of parameter 1 has shape \(7,\)"):
+        fresh.load_state_dict(state)

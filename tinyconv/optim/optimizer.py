@@ -189,7 +189,8 @@ class Optimizer:
             if param is None:
                 continue
             self.state[param] = {
-                name: _restore(name, value, param) for name, value in saved_state.items()
+                name: _restore(name, value, param, int(index))
+                for name, value in saved_state.items()
             }
         new_groups = []
         for saved, group in zip(saved_groups, self.param_groups):
@@ -215,7 +216,7 @@ class Optimizer:
         return "\n".join(lines)
 
 
-def _restore(name: str, value: Any, param: Tensor) -> Any:
+def _restore(name: str, value: Any, param: Tensor, index: int) -> Any:
     """A loaded state value as the optimizer keeps it: an int step count, or a tensor of
     its own (a copy) on the parameter's device, floating values in its dtype."""
     if name == "step":
@@ -232,5 +233,11 @@ def _restore(name: str, value: Any, param: Tensor) -> Any:
         return copy.deepcopy(value)
     array = backend.to_device(array, param.device)
     xp = backend.get_array_module(array)
+    if array.dtype.kind == "f" and array.shape != param.shape:
+        # a moment estimate of another shape would fail (or broadcast) in step()
+        raise ValueError(
+            f"loaded state {name!r} of parameter {index} has shape {array.shape}, but the "
+            f"parameter has shape {param.shape}"
+        )
     dtype = param.data.dtype if array.dtype.kind == "f" else array.dtype
     return Tensor._wrap(xp.array(array, dtype=dtype, copy=True), param.device)
