@@ -466,3 +466,25 @@ def test_foreign_files_are_not_safetensors(tmp_path):
 def test_a_missing_file_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         tc.load(tmp_path / "nothing.safetensors")
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda: tc.save({}, None), "f=None must be a path"),
+        (lambda: tc.save({}, 123), "f=123 must be a path"),
+        (lambda: tc.load(None), "f=None must be a path"),
+        (lambda: tc.load(b"state.safetensors"), "must be a path"),
+    ],
+)
+def test_a_file_argument_that_is_neither_path_nor_file_is_named(call, words):
+    with pytest.raises(TypeError, match=words):
+        call()
+
+
+def test_map_location_cuda_without_cuda_names_map_location(tmp_path, monkeypatch):
+    path = tmp_path / "cpu.safetensors"
+    tc.save({"w": tc.ones(2)}, path)
+    monkeypatch.setattr(serialization, "cuda_is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="map_location='cuda', but CUDA is not available"):
+        tc.load(path, map_location="cuda")

@@ -86,6 +86,7 @@ def save(obj: Any, f: PathOrFile) -> None:
         structure = None
     else:
         structure = encoder.encode(obj, path=())
+    _check_file_argument(f, "save", "write")
     header, data = _layout(encoder, structure)
     if isinstance(f, (str, os.PathLike)):
         _write_atomically(Path(f), header, data)
@@ -105,7 +106,10 @@ def load(f: PathOrFile, map_location: str | None = None) -> Any:
         RuntimeError: naming the file, when it is truncated, corrupt or not a
             safetensors file.
     """
+    _check_file_argument(f, "load", "read")
     device = None if map_location is None else normalize_device(map_location)
+    if device is not None and device != "cpu" and not cuda_is_available():
+        raise RuntimeError(f"load: map_location={map_location!r}, but CUDA is not available here")
     if isinstance(f, (str, os.PathLike)):
         source = str(f)
         with open(f, "rb") as file:
@@ -118,6 +122,14 @@ def load(f: PathOrFile, map_location: str | None = None) -> Any:
         return _decode_file(blob, device)
     except _FormatError as error:
         raise RuntimeError(f"cannot load {source}: {error}") from None
+
+
+def _check_file_argument(f: Any, name: str, mode: str) -> None:
+    if not isinstance(f, (str, os.PathLike)) and not hasattr(f, mode):
+        raise TypeError(
+            f"{name}: f={f!r} must be a path (str or os.PathLike) or a binary file object "
+            f"open for {'writing' if mode == 'write' else 'reading'}"
+        )
 
 
 # -- saving ------------------------------------------------------------------------------
