@@ -252,11 +252,19 @@ _seed: int | None = None
 
 
 def manual_seed(seed: int) -> None:
-    """Seed every device's generator, so every random draw is repeatable."""
+    """Seed every device's generator, so every random draw is repeatable.
+
+    Args:
+        seed: an int in ``[-2**63, 2**64)``, PyTorch's range; a negative seed is
+            taken as its 64-bit two's complement (``-1`` is ``2**64 - 1``), as in PyTorch.
+    """
     global _seed
     if not isinstance(seed, (int, numpy.integer)) or isinstance(seed, bool):
         raise TypeError(f"seed={seed!r} must be an int")
-    _seed = int(seed)
+    seed = int(seed)
+    if not -(2**63) <= seed < 2**64:
+        raise ValueError(f"seed={seed} is out of range; expected an int in [-2**63, 2**64)")
+    _seed = seed % 2**64  # NumPy's generators take only non-negative seeds
     _generators.clear()
 
 
@@ -269,7 +277,7 @@ def random_generator(device: str) -> Any:
         else:
             cupy = cupy_module()
             with cupy.cuda.Device(_cuda_index(device)):
-                seed = None if _seed is None else _seed + _cuda_index(device)
+                seed = None if _seed is None else (_seed + _cuda_index(device)) % 2**64
                 generator = _CupyGenerator(cupy.random.RandomState(seed))
         _generators[device] = generator
     return generator

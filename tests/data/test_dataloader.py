@@ -201,3 +201,68 @@ def test_arguments_are_checked(arguments, error, message):
         DataLoader(numbered(3), **arguments)
     with pytest.raises(TypeError, match="dataset"):
         DataLoader(5)
+
+
+def saved_state(**changes):
+    """The state of a shuffling loader over 9 samples in batches of 2 (5 batches), changed."""
+    state = {"seed": 4, "epoch": 1, "batches_done": 2, "dataset_length": 9}
+    state.update(changes)
+    return state
+
+
+@pytest.mark.parametrize(
+    "state, error, message",
+    [
+        (
+            saved_state(batches_done=-5),
+            ValueError,
+            r"batches_done'\]=-5 is out of range; .* 0 to 5",
+        ),
+        (saved_state(batches_done=6), ValueError, r"batches_done'\]=6 is out of range"),
+        (saved_state(batches_done="2"), TypeError, r"batches_done'\]='2' must be an int"),
+        (saved_state(batches_done=2.0), TypeError, r"batches_done'\]=2.0 must be an int"),
+        (saved_state(seed="abc"), TypeError, r"seed'\]='abc' must be an int or None"),
+        (saved_state(seed=1.5), TypeError, r"seed'\]=1.5"),
+        (saved_state(seed=None), ValueError, r"seed'\]=None .* expected an int seed"),
+        (saved_state(epoch=-2), ValueError, r"epoch'\]=-2 must be -1"),
+        (saved_state(epoch=True), TypeError, r"epoch'\]=True must be an int"),
+        (saved_state(epoch=-1, batches_done=2), ValueError, r"epoch'\]=-1: .* expected 0"),
+        (saved_state(dataset_length="9"), TypeError, r"dataset_length'\]='9' must be an int"),
+        ([("seed", 4)], TypeError, "state is a list; expected the dict"),
+    ],
+)
+def test_load_state_dict_checks_each_value(state, error, message):
+    loader = DataLoader(numbered(9), batch_size=2, shuffle=True, seed=7)
+    expected = indices_of(DataLoader(numbered(9), batch_size=2, shuffle=True, seed=7))
+    with pytest.raises(error, match=message):
+        loader.load_state_dict(state)
+    # a refused state changes nothing
+    assert loader.seed == 7 and indices_of(loader) == expected
+
+
+def test_load_state_dict_accepts_numpy_integers_and_the_ends_of_the_range():
+    loader = DataLoader(numbered(9), batch_size=2, shuffle=True)
+    loader.load_state_dict(saved_state(seed=numpy.int64(-3), batches_done=numpy.int64(0)))
+    assert len(indices_of(loader)) == 5  # epoch 1 from its first batch
+    loader.load_state_dict(saved_state(batches_done=5))  # epoch 1 done: epoch 2 is next
+    assert loader.state_dict()["epoch"] == 1 and len(indices_of(loader)) == 5
+    assert loader.state_dict()["epoch"] == 2
+    loader.load_state_dict(saved_state(epoch=-1, batches_done=0))  # never iterated
+    assert indices_of(loader) == indices_of(DataLoader(numbered(9), 2, shuffle=True, seed=4))
+
+
+def test_a_state_without_a_seed_loads_into_a_loader_that_does_not_shuffle():
+    state = DataLoader(numbered(9), batch_size=2).state_dict()
+    assert state["seed"] is None
+    loader = DataLoader(numbered(9), batch_size=2)
+    loader.load_state_dict(state)
+    assert indices_of(loader) == [[0, 1], [2, 3], [4, 5], [6, 7], [8]]
+
+
+@pytest.mark.parametrize(
+    "epoch, error, message",
+    [(-1, ValueError, "epoch=-1 must be 0 or more"), ("1", TypeError, "epoch='1' must be an int")],
+)
+def test_set_epoch_checks_its_argument(epoch, error, message):
+    with pytest.raises(error, match=message):
+        DataLoader(numbered(3), shuffle=True, seed=0).set_epoch(epoch)

@@ -1,6 +1,9 @@
 """Downloads: checksum checked, next mirror on failure, nothing half-written left behind."""
 
 import hashlib
+import os
+import stat
+import sys
 
 import pytest
 
@@ -90,3 +93,56 @@ def test_progress_lines_go_to_stderr(tmp_path, mirror, capsys):
     download_file([f"{mirror.url}/missing.gz", f"{mirror.url}/file.gz"], tmp_path / "f.gz", MD5)
     err = capsys.readouterr().err
     assert "Downloading" in err and "trying the next mirror" in err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_a_download_gets_the_permissions_open_would_give(tmp_path, mirror):
+    mirror.files["/file.gz"] = PAYLOAD
+    previous = os.umask(0o022)
+    try:
+        target = download_file([f"{mirror.url}/file.gz"], tmp_path / "f.gz", MD5, quiet=True)
+    finally:
+        os.umask(previous)
+    # readable by everyone, as a file saved by any other program: not owner-only (0o600)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize(
+    "change, error, message",
+    [
+        ({"urls": "http://127.0.0.1:9/file.gz"}, TypeError, "not one string"),
+        ({"urls": b"http://127.0.0.1:9/file.gz"}, TypeError, "not one string"),
+        ({"urls": []}, ValueError, r"urls=\[\] is empty"),
+        ({"urls": [1]}, TypeError, "list of URL strings"),
+        ({"urls": None}, TypeError, "urls=None"),
+        ({"destination": 5}, TypeError, "destination=5"),
+        ({"md5": 123}, TypeError, "md5=123"),
+        ({"md5": "abc"}, ValueError, "md5='abc' is not an MD5 hex digest"),
+        ({"md5": MD5 + "0"}, ValueError, "32 hex digits"),
+        ({"timeout": 0}, ValueError, "timeout=0"),
+        ({"timeout": float("nan")}, ValueError, "timeout=nan"),
+        ({"timeout": float("inf")}, ValueError, "timeout=inf"),
+        ({"timeout": "5"}, TypeError, "timeout='5'"),
+        ({"timeout": True}, TypeError, "timeout=True"),
+        ({"quiet": "yes"}, TypeError, "quiet='yes'"),
+    ],
+)
+def test_arguments_are_checked_before_anything_is_fetched(tmp_path, mirror, change, error, message):
+    arguments = {
+        "urls": [f"{mirror.url}/file.gz"],
+        "destination": tmp_path / "sub" / "file.gz",
+        "md5": MD5,
+        "timeout": 5.0,
+        "quiet": True,
+    }
+    arguments.update(change)
+    with pytest.raises(error, match=message):
+        download_file(**arguments)
+    assert mirror.requests == [] and list(tmp_path.iterdir()) == []
+
+
+def test_an_upper_case_md5_and_a_tuple_of_urls_are_accepted(tmp_path, mirror):
+    mirror.files["/file.gz"] = PAYLOAD
+    urls = (f"{mirror.url}/file.gz",)
+    target = download_file(urls, tmp_path / "f.gz", MD5.upper(), timeout=5, quiet=True)
+    assert target.read_bytes() == PAYLOAD

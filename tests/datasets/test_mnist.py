@@ -231,3 +231,50 @@ def test_published_resources_name_every_file():
     for dataset in (MNIST, FashionMNIST):
         assert set(dataset.resources) == {f"{name}.gz" for pair in NAMES.values() for name in pair}
         assert all(len(md5) == 32 for md5 in dataset.resources.values())
+
+
+def write_huge_claim(path):
+    """A raw image file whose header claims 2**31 images: 1.5 TiB it does not hold."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = bytes([0, 0, 0x08, 3]) + numpy.asarray([2**31, 28, 28], ">u4").tobytes()
+    path.write_bytes(header + bytes(104))
+
+
+def test_a_header_claiming_terabytes_is_an_unusable_file_not_a_memory_error(tmp_path, offline):
+    images, labels = make_split(3)
+    write_split(tmp_path, images, labels)
+    (tmp_path / "train-images-idx3-ubyte.gz").unlink()
+    write_huge_claim(tmp_path / "train-images-idx3-ubyte")
+    with pytest.raises(RuntimeError) as info:
+        MNIST(root=tmp_path, download=False)
+    message = str(info.value)
+    assert "download=False" in message and "unusable" in message
+    assert "train-images-idx3-ubyte" in message and "(2147483648, 28, 28)" in message
+
+
+def test_a_header_claiming_terabytes_is_replaced_by_a_download(tmp_path, published, mirror):
+    images, _, files = published
+    write_huge_claim(tmp_path / "MNIST" / "train-images-idx3-ubyte")
+    (tmp_path / "MNIST" / "train-labels-idx1-ubyte.gz").write_bytes(
+        files["train-labels-idx1-ubyte.gz"]
+    )
+    with pytest.warns(UserWarning, match="2147483648"):
+        dataset = MNIST(root=tmp_path)
+    numpy.testing.assert_array_equal(dataset.data.numpy(), images)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"root": 123}, "root=123 must be a folder"),
+        ({"root": ["data"]}, r"root=\['data'\] must be a folder"),
+        ({"download": "no"}, "download='no' must be True or False"),
+        ({"download": None}, "download=None must be True or False"),
+        ({"train": 1}, "train=1 must be True or False"),
+    ],
+)
+def test_arguments_are_checked(tmp_path, offline, arguments, message):
+    arguments.setdefault("root", tmp_path)
+    with pytest.raises(TypeError, match=message):
+        MNIST(**arguments)
+    assert list(tmp_path.iterdir()) == []

@@ -52,16 +52,14 @@ class DataLoader:
                 f"dataset is a {type(dataset).__name__}; expected a Dataset with __len__ "
                 "and __getitem__"
             )
-        if not isinstance(batch_size, (int, numpy.integer)) or isinstance(batch_size, bool):
+        if not _is_int(batch_size):
             raise TypeError(f"batch_size={batch_size!r} must be a positive int")
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be a positive int")
         for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
             if not isinstance(flag, (bool, numpy.bool_)):
                 raise TypeError(f"{name}={flag!r} must be True or False")
-        if seed is not None and (
-            not isinstance(seed, (int, numpy.integer)) or isinstance(seed, bool)
-        ):
+        if seed is not None and not _is_int(seed):
             raise TypeError(f"seed={seed!r} must be an int or None")
 
         self.dataset = dataset
@@ -114,6 +112,10 @@ class DataLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration epoch ``epoch`` (from its first batch)."""
+        if not _is_int(epoch):
+            raise TypeError(f"epoch={epoch!r} must be an int")
+        if epoch < 0:
+            raise ValueError(f"epoch={epoch} must be 0 or more")
         self._epoch = int(epoch) - 1
         self._position = 0
         self._resume = False
@@ -128,20 +130,56 @@ class DataLoader:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from ``state``: a mid-epoch state finishes that epoch next."""
+        """Continue from ``state``: a mid-epoch state finishes that epoch next.
+
+        Raises:
+            TypeError, ValueError: naming the entry, when ``state`` is not what
+                ``state_dict()`` gives for this loader's dataset and number of batches.
+        """
         expected = {"seed", "epoch", "batches_done", "dataset_length"}
-        if not isinstance(state, dict) or set(state) != expected:
-            keys = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"state has keys {keys}; expected {sorted(expected)}")
-        if state["dataset_length"] != len(self.dataset):
+        if not isinstance(state, dict):
+            raise TypeError(
+                f"state is a {type(state).__name__}; expected the dict state_dict() returns"
+            )
+        if set(state) != expected:
+            raise ValueError(f"state has keys {sorted(state)}; expected {sorted(expected)}")
+        seed, epoch = state["seed"], state["epoch"]
+        batches_done, dataset_length = state["batches_done"], state["dataset_length"]
+        for name in ("epoch", "batches_done", "dataset_length"):
+            if not _is_int(state[name]):
+                raise TypeError(f"state['{name}']={state[name]!r} must be an int")
+        if seed is not None and not _is_int(seed):
+            raise TypeError(f"state['seed']={seed!r} must be an int or None")
+        if seed is None and self.shuffle:
             raise ValueError(
-                f"state was saved for a dataset of {state['dataset_length']} samples; this "
+                "state['seed']=None (saved by a loader that does not shuffle) cannot order "
+                "this loader, which shuffles; expected an int seed"
+            )
+        if dataset_length != len(self.dataset):
+            raise ValueError(
+                f"state was saved for a dataset of {dataset_length} samples; this "
                 f"loader's dataset has {len(self.dataset)}"
             )
-        self.seed = state["seed"]
-        self._epoch = int(state["epoch"])
-        self._position = int(state["batches_done"])
+        if epoch < -1:
+            raise ValueError(f"state['epoch']={epoch} must be -1 (not started) or more")
+        if epoch == -1 and batches_done != 0:
+            raise ValueError(
+                f"state['batches_done']={batches_done} with state['epoch']=-1: a loader that "
+                "has not started an epoch has handed out no batches; expected 0"
+            )
+        if not 0 <= batches_done <= len(self):
+            raise ValueError(
+                f"state['batches_done']={batches_done} is out of range; expected 0 to "
+                f"{len(self)}, the number of batches in one epoch of this loader"
+            )
+        self.seed = None if seed is None else int(seed)
+        self._epoch = int(epoch)
+        self._position = int(batches_done)
         self._resume = self._epoch >= 0 and self._position < len(self)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, numpy.integer)) and not isinstance(value, bool)
 
 
 def default_collate(samples: list[Any]) -> Any:

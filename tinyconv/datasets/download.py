@@ -2,23 +2,27 @@
 
 A download goes to a temporary file beside its destination while its MD5 is
 computed; only a complete file with the published checksum is renamed into place
-(``os.replace`` is atomic), so an interrupted or corrupted download never leaves a
-file that looks finished. When a mirror fails (no connection, an HTTP error, a
-wrong checksum) the next one is tried; when all fail, the error lists each URL and
-why it failed.
+(``tinyconv.files.write_atomically``), so an interrupted or corrupted download
+never leaves a file that looks finished. When a mirror fails (no connection, an
+HTTP error, a wrong checksum) the next one is tried; when all fail, the error lists
+each URL and why it failed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import math
 import os
+import re
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
+
+from tinyconv.files import write_atomically
 
 __all__ = ["DownloadError", "download_file", "md5_of_file"]
 
@@ -62,6 +66,7 @@ def download_file(
     Raises:
         DownloadError: every mirror failed; the message says how each one did.
     """
+    _check_arguments(urls, destination, md5, timeout, quiet)
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     failures = []
@@ -83,31 +88,51 @@ def download_file(
     )
 
 
+def _check_arguments(
+    urls: object, destination: object, md5: object, timeout: object, quiet: object
+) -> None:
+    if isinstance(urls, (str, bytes)):
+        # a string is a sequence too: each of its characters would be taken for a URL
+        raise TypeError(f"urls={urls!r} must be a list of URLs, not one string: pass [{urls!r}]")
+    if not isinstance(urls, Sequence) or not all(isinstance(url, str) for url in urls):
+        raise TypeError(f"urls={urls!r} must be a list of URL strings")
+    if not urls:
+        raise ValueError("urls=[] is empty; expected at least one URL")
+    if not isinstance(destination, (str, os.PathLike)):
+        raise TypeError(f"destination={destination!r} must be a str or os.PathLike")
+    if md5 is not None:
+        if not isinstance(md5, str):
+            raise TypeError(f"md5={md5!r} must be a hex digest string or None")
+        if not re.fullmatch(r"[0-9a-fA-F]{32}", md5):
+            raise ValueError(f"md5={md5!r} is not an MD5 hex digest; expected 32 hex digits")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout={timeout!r} must be a number of seconds")
+    if not timeout > 0 or math.isinf(timeout):
+        raise ValueError(f"timeout={timeout!r} must be a positive, finite number of seconds")
+    if not isinstance(quiet, bool):
+        raise TypeError(f"quiet={quiet!r} must be True or False")
+
+
 def _download_checked(url: str, destination: Path, md5: str | None, timeout: float) -> None:
-    """Stream ``url`` into a temporary file, check it, then rename it to ``destination``."""
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{destination.name}.", suffix=".part", dir=destination.parent
-    )
-    try:
+    """Stream ``url`` into a temporary file, check it, and only then put it in place."""
+
+    def write(file: BinaryIO) -> None:
         digest = hashlib.md5(usedforsecurity=False)
         request = urllib.request.Request(url, headers=_HEADERS)
-        with os.fdopen(handle, "wb") as file, urllib.request.urlopen(request, timeout=timeout) as r:
-            expected_length = r.headers.get("Content-Length")
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            expected_length = response.headers.get("Content-Length")
             received = 0
-            while chunk := r.read(_CHUNK):
+            while chunk := response.read(_CHUNK):
                 digest.update(chunk)
                 file.write(chunk)
                 received += len(chunk)
-            if expected_length is not None and received != int(expected_length):
-                raise ValueError(f"connection closed after {received} of {expected_length} bytes")
-            file.flush()
-            os.fsync(file.fileno())
+        if expected_length is not None and received != int(expected_length):
+            raise ValueError(f"connection closed after {received} of {expected_length} bytes")
+        # raising here makes write_atomically drop the temporary file
         if md5 is not None and digest.hexdigest() != md5.lower():
             raise ValueError(f"MD5 {digest.hexdigest()} does not match the published {md5}")
-        os.replace(temporary, destination)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+
+    write_atomically(destination, write)
 
 
 def _describe(error: BaseException) -> str:

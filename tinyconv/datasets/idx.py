@@ -17,12 +17,15 @@ download or a truncated copy says so instead of producing garbage arrays.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
 from typing import IO, Any
 
 import numpy
+
+from tinyconv.files import write_atomically
 
 __all__ = ["read_idx", "write_idx"]
 
@@ -37,8 +40,10 @@ _CODE_TO_DTYPE = {
 }
 _KIND_TO_CODE = {(dtype.kind, dtype.itemsize): code for code, dtype in _CODE_TO_DTYPE.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
-# Reading and writing the data part in pieces bounds the memory a copy needs.
+# The data part is read in pieces of this many bytes, so the memory a read takes grows
+# with what the file holds, not with what its header claims.
 _CHUNK = 1 << 24
+_MAX_SIZE = 2**32 - 1  # a dimension size is a uint32
 
 
 def read_idx(path: str | os.PathLike) -> numpy.ndarray:
@@ -51,6 +56,8 @@ def read_idx(path: str | os.PathLike) -> numpy.ndarray:
         ValueError: naming the file, when the magic number, type code, dimensions or
             length are wrong, or the gzip stream is corrupt or truncated.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path={path!r} must be a str or os.PathLike")
     path = Path(path)
     with open(path, "rb") as raw:
         compressed = raw.read(2) == _GZIP_MAGIC
@@ -85,30 +92,34 @@ def _read_stream(file: IO[bytes], path: Path) -> numpy.ndarray:
     shape = tuple(int(size) for size in numpy.frombuffer(header, dtype=">u4"))
 
     stored = _CODE_TO_DTYPE[code]
-    count = int(numpy.prod(shape, dtype=numpy.int64))
-    expected = count * stored.itemsize
-    values = numpy.empty(count, dtype=stored)
-    found = _read_into(file, memoryview(values.view(numpy.uint8)))
-    if found < expected:
+    expected = math.prod(shape) * stored.itemsize  # Python ints: no overflow
+    # A corrupt header may claim terabytes: read what is there, then compare.
+    data = _read_at_most(file, expected)
+    if len(data) < expected:
         raise ValueError(
             f"{path}: truncated IDX file: shape {shape} needs {expected} bytes of data, "
-            f"found {found}"
+            f"found {len(data)}"
         )
     # Reading one byte past the data also makes gzip check its CRC and length.
     if file.read(1):
         raise ValueError(f"{path}: IDX file has extra bytes after the {expected} bytes of data")
+    values = numpy.frombuffer(data, dtype=stored)  # writable: it shares the bytearray
     return values.astype(stored.newbyteorder("="), copy=False).reshape(shape)
 
 
-def _read_into(file: IO[bytes], buffer: memoryview) -> int:
-    """Fill ``buffer`` from ``file``; the number of bytes read (less only at end of file)."""
-    filled = 0
-    while filled < len(buffer):
-        got = file.readinto(buffer[filled : filled + _CHUNK])
-        if not got:
+def _read_at_most(file: IO[bytes], limit: int) -> bytearray:
+    """The next ``limit`` bytes of ``file``, or all that are left when fewer.
+
+    The buffer grows piece by piece as bytes arrive (a gzip stream's length is not
+    known in advance), so it never exceeds what the file actually holds.
+    """
+    data = bytearray()
+    while len(data) < limit:
+        piece = file.read(min(_CHUNK, limit - len(data)))
+        if not piece:
             break
-        filled += got
-    return filled
+        data += piece
+    return data
 
 
 def write_idx(path: str | os.PathLike, array: Any, compress: bool | None = None) -> None:
@@ -119,7 +130,13 @@ def write_idx(path: str | os.PathLike, array: Any, compress: bool | None = None)
         array: anything ``numpy.asarray`` takes, of dtype uint8, int8, int16, int32,
             float32 or float64, with 1 to 255 dimensions.
         compress: gzip the file; by default, when the name ends in ``.gz``.
+
+    The file is replaced atomically: a failure part way leaves the old file as it was.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path={path!r} must be a str or os.PathLike")
+    if compress is not None and not isinstance(compress, bool):
+        raise TypeError(f"compress={compress!r} must be True, False or None")
     path = Path(path)
     array = numpy.asarray(array)
     code = _KIND_TO_CODE.get((array.dtype.kind, array.dtype.itemsize))
@@ -129,11 +146,32 @@ def write_idx(path: str | os.PathLike, array: Any, compress: bool | None = None)
             "int16, int32, float32 or float64"
         )
     if not 1 <= array.ndim <= 255:
-        raise ValueError(f"array with {array.ndim} dimensions cannot be stored in IDX")
+        raise ValueError(
+            f"array with {array.ndim} dimensions cannot be stored in IDX; expected 1 to 255"
+        )
+    if max(array.shape) > _MAX_SIZE:
+        raise ValueError(
+            f"array of shape {array.shape} cannot be stored in IDX; each size must be at "
+            f"most {_MAX_SIZE}"
+        )
     if compress is None:
         compress = path.suffix == ".gz"
     values = numpy.ascontiguousarray(array, dtype=_CODE_TO_DTYPE[code])
-    with gzip.open(path, "wb") if compress else open(path, "wb") as file:
-        file.write(bytes([0, 0, code, array.ndim]))
-        file.write(numpy.asarray(array.shape, dtype=">u4").tobytes())
-        file.write(memoryview(values.reshape(-1).view(numpy.uint8)))
+
+    def write(file: IO[bytes]) -> None:
+        if not compress:
+            _write_stream(file, code, values)
+            return
+        # filename= puts the destination's name (less .gz) in the gzip header, as
+        # gzip.open(path) would, rather than the temporary file's
+        with gzip.GzipFile(filename=path.name, mode="wb", fileobj=file) as packed:
+            _write_stream(packed, code, values)
+
+    # a failure mid-write (a full disk) leaves the old file, not a truncated one
+    write_atomically(path, write)
+
+
+def _write_stream(file: IO[bytes], code: int, values: numpy.ndarray) -> None:
+    file.write(bytes([0, 0, code, values.ndim]))
+    file.write(numpy.asarray(values.shape, dtype=">u4").tobytes())
+    file.write(memoryview(values.reshape(-1).view(numpy.uint8)))

@@ -91,8 +91,11 @@ class MNIST(Dataset):
     def __init__(
         self, root: str | os.PathLike | None = None, train: bool = True, download: bool = True
     ) -> None:
-        if not isinstance(train, bool):
-            raise TypeError(f"train={train!r} must be True or False")
+        if root is not None and not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"root={root!r} must be a folder (a str or os.PathLike) or None")
+        for name, flag in (("train", train), ("download", download)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name}={flag!r} must be True or False")
         self.root = Path(root).expanduser() if root is not None else default_root()
         self.train = train
         images, labels = self._load(download)
