@@ -8,6 +8,9 @@
 MNIST is read from --data-dir (else $TINYCONV_DATA, else ~/.cache/tinyconv) and
 downloaded there when missing. Ctrl-C saves a checkpoint before exiting; --resume
 continues from it exactly: same parameters, optimizer state, data order and epoch.
+A resumed run must repeat the options that define the run (--batch-size, --limit,
+--seed, --optimizer, --lr, --momentum, --weight-decay); it may ask for more --epochs,
+another --device or --data-dir (the same files elsewhere) and other output options.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import argparse
 import math
 import signal
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,15 @@ from tinyconv.datasets import MNIST
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 CHECKPOINT_NAME = "checkpoint.safetensors"
 WEIGHTS_NAME = "lenet5.safetensors"
+# what checkpoint() in main() saves
+CHECKPOINT_KEYS = "model optimizer scheduler loader rng history running epoch elapsed args".split()
+# The options that define a run: its data, their batching and order, the starting
+# weights and the optimizer. A resumed run that changed one would continue some other
+# run from the middle (and load_state_dict would quietly put the saved learning rate
+# back), so resuming refuses it. The other options may change: --epochs (the schedule
+# stretches to the new end), --device, --data-dir (where the same files are) and the
+# output options.
+RUN_OPTIONS = ("batch_size", "limit", "seed", "optimizer", "lr", "momentum", "weight_decay")
 
 
 def build_lenet5(layers: Any = nn) -> Any:
@@ -56,33 +70,121 @@ def build_lenet5(layers: Any = nn) -> Any:
     )
 
 
+def checked(
+    convert: Callable[[str], Any], expected: str, accept: Callable[[Any], bool] = lambda _: True
+) -> Callable[[str], Any]:
+    """An argparse type: ``convert`` the text (ValueError: refused), then refuse what
+    ``accept`` rejects, so a bad value is a usage error naming the option, not a
+    traceback from deep inside the optimizer or the backend."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text} is not {expected}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"{text} is not {expected}")
+        return value
+
+    return parse
+
+
+# math.isfinite also keeps out nan, which passes no comparison and so fails none
+positive_int = checked(int, "a whole number of at least 1", lambda n: n >= 1)
+natural_int = checked(int, "a whole number of at least 0", lambda n: n >= 0)
+positive_float = checked(float, "a positive number", lambda x: math.isfinite(x) and x > 0)
+natural_float = checked(float, "a number of at least 0", lambda x: math.isfinite(x) and x >= 0)
+momentum_float = checked(float, "a momentum: at least 0 and below 1", lambda x: 0 <= x < 1)
+device_type = checked(tc.backend.normalize_device, "a device: cpu, cuda or cuda:N")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=positive_int, default=10)
+    parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
-    parser.add_argument("--lr", type=float, default=None, help="default: 0.03 (sgd), 1e-3 (adam)")
-    parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--weight-decay", type=float, default=5e-4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--lr", type=positive_float, default=None, help="default: 0.03 (sgd), 1e-3 (adam)"
+    )
+    parser.add_argument("--momentum", type=momentum_float, default=0.9, help="sgd only")
+    parser.add_argument("--weight-decay", type=natural_float, default=5e-4)
+    parser.add_argument("--seed", type=natural_int, default=0)
+    parser.add_argument("--device", type=device_type, default="cpu", help="cpu or cuda")
     parser.add_argument("--data-dir", default=None, help="where the MNIST files are (or go)")
-    parser.add_argument("--limit", type=int, default=None, help="use only this many images")
+    parser.add_argument(
+        "--limit", type=positive_int, default=None, help="use only this many images"
+    )
     parser.add_argument("--out", default="runs/lenet_mnist", help="checkpoints and plot")
-    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint in --out (with the same batching, data and "
+        "optimizer options)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
-        "--stop-after", type=int, default=None, help=argparse.SUPPRESS
+        "--stop-after", type=positive_int, default=None, help=argparse.SUPPRESS
     )  # stop after this many batches, as Ctrl-C would (used by the tests)
     args = parser.parse_args(argv)
     if args.lr is None:
         args.lr = 0.03 if args.optimizer == "sgd" else 1e-3
-    for name in ("epochs", "batch_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.limit is not None and args.limit < 1:
-        parser.error("--limit must be at least 1")
     return args
+
+
+def check_writable(folder: Path) -> None:
+    """Exit now, not after an epoch of training, when checkpoints cannot go in ``folder``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        sys.exit(f"--out {folder}: cannot write checkpoints there ({error.strerror or error})")
+
+
+def read_checkpoint(path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The checkpoint at ``path``, checked to be this script's and to continue this run."""
+    if not path.exists():
+        sys.exit(f"--resume: no checkpoint at {path}")
+    try:
+        state = tc.load(path, map_location=args.device)
+    except (OSError, RuntimeError) as error:  # tc.load names the file and what is wrong
+        sys.exit(f"--resume: {error}")
+    if not (
+        isinstance(state, dict)
+        and all(key in state for key in CHECKPOINT_KEYS)
+        and isinstance(state["args"], dict)
+    ):
+        sys.exit(
+            f"--resume: {path} is not a checkpoint of this script; start afresh without "
+            "--resume, or choose another --out"
+        )
+    check_same_run(state["args"], args, path)
+    if args.epochs < state["epoch"]:
+        sys.exit(
+            f"--resume: {path} has already trained {state['epoch']} epochs; "
+            f"--epochs {args.epochs} asks for fewer"
+        )
+    return state
+
+
+def check_same_run(saved: dict[str, Any], args: argparse.Namespace, path: Path) -> None:
+    """Exit naming every option of ``RUN_OPTIONS`` whose value differs from the saved one."""
+
+    def as_given(name: str, value: Any) -> str:
+        option = "--" + name.replace("_", "-")
+        return f"no {option}" if value is None else f"{option} {value}"
+
+    # the checkpoint leaves out options that were not given (None)
+    changed = [name for name in RUN_OPTIONS if saved.get(name) != getattr(args, name)]
+    if changed:
+        was = ", ".join(as_given(name, saved.get(name)) for name in changed)
+        now = ", ".join(as_given(name, getattr(args, name)) for name in changed)
+        sys.exit(
+            f"--resume: {path} was saved with {was}, but this run asks for {now}. "
+            "A resumed run must repeat the options that define it: resume with the saved "
+            "values, or start afresh in another --out. (--epochs, --device, --data-dir "
+            "and the output options may change.)"
+        )
 
 
 def load_split(root: str | None, train: bool, limit: int | None, device: str) -> TensorDataset:
@@ -139,6 +241,41 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def restore(
+    state: dict[str, Any],
+    path: Path,
+    model: nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+    loader: DataLoader,
+) -> None:
+    """Put back the weights, optimizer state, schedule, data order and random generator."""
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        loader.load_state_dict(state["loader"])
+        tc.backend.random_generator("cpu").bit_generator.state = state["rng"]
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        # a damaged or foreign state, or other training data under --data-dir
+        sys.exit(f"--resume: cannot continue from {path}: {type(error).__name__}: {error}")
+
+
+def stretch_schedule(scheduler: Any, epochs: int) -> None:
+    """Make the cosine schedule end at ``epochs``, going on from the rate the new curve
+    gives the epochs already done. Changing only its period would not do: the saved rate
+    of a finished run is 0, and each step only scales the rate before it."""
+    scheduler.T_max = epochs
+    scheduler.step(scheduler.last_epoch)  # given an epoch, step() uses the closed form
+
+
+def first_batch_of_resumed_epoch(loader_state: dict[str, Any], batches_per_epoch: int) -> int:
+    """Where training resumes in its epoch: inside the saved epoch, or at 0 of the next
+    one when the checkpoint was saved at the end of an epoch (as DataLoader decides)."""
+    batches_done = loader_state["batches_done"]
+    return batches_done if batches_done < batches_per_epoch else 0
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -201,10 +338,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     out = Path(args.out)
     checkpoint_path = out / CHECKPOINT_NAME
-    tc.manual_seed(args.seed)
     device = args.device
     if device.startswith("cuda") and not tc.cuda.is_available():
         sys.exit("--device cuda: no GPU is usable here (tinyconv needs CuPy and a CUDA GPU)")
+    # every check that can refuse the run comes before loading data and training
+    state = read_checkpoint(checkpoint_path, args) if args.resume else None
+    check_writable(out)
+    tc.manual_seed(args.seed)
 
     try:
         train_set = load_split(args.data_dir, True, args.limit, device)
@@ -222,21 +362,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     epoch, running = 0, {"loss": 0.0, "correct": 0, "seen": 0}
     elapsed_before = 0.0
+    first_batch = 0  # where the first epoch of this run starts
 
-    if args.resume:
-        if not checkpoint_path.exists():
-            sys.exit(f"--resume: no checkpoint at {checkpoint_path}")
-        state = tc.load(checkpoint_path, map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        # a resumed run may ask for more epochs: the cosine schedule spans them all
-        scheduler.T_max = args.epochs
-        train_loader.load_state_dict(state["loader"])
-        tc.backend.random_generator("cpu").bit_generator.state = state["rng"]
+    if state is not None:
+        restore(state, checkpoint_path, model, optimizer, scheduler, train_loader)
+        if scheduler.T_max != args.epochs:  # a resumed run may ask for more epochs
+            stretch_schedule(scheduler, args.epochs)
         history, running = state["history"], state["running"]
         epoch, elapsed_before = state["epoch"], state["elapsed"]
-        print(f"resuming at epoch {epoch + 1}, batch {state['loader']['batches_done']}")
+        first_batch = first_batch_of_resumed_epoch(state["loader"], len(train_loader))
+        print(f"resuming at epoch {epoch + 1}, batch {first_batch}")
 
     def checkpoint() -> dict[str, Any]:
         return {
@@ -256,14 +391,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     batches = 0
     with StopRequest() as stop:
         while epoch < args.epochs and not stop.requested:
-            done_before = train_loader.state_dict()["batches_done"] if args.resume else 0
-            args.resume = False
             bar = Progress(
                 len(train_loader),
-                done_before,
+                first_batch,
                 f"epoch {epoch + 1}/{args.epochs}",
                 not args.no_progress,
             )
+            first_batch = 0  # only a resumed epoch starts part-way
             epoch_start, epoch_images = time.perf_counter(), 0
             for images, labels in train_loader:
                 logits = model(images)

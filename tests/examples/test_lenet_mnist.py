@@ -1,5 +1,6 @@
 """The main job end to end, on a tiny generated MNIST: checkpoints, resume, plot, weights."""
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -13,12 +14,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 import lenet_mnist  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def tiny_mnist(tmp_path_factory):
+def write_tiny_mnist(root, train_count):
     """IDX files of digits drawn as class-dependent stripes, so training can learn them."""
-    root = tmp_path_factory.mktemp("mnist")
+    root.mkdir(parents=True, exist_ok=True)
     rng = numpy.random.default_rng(0)
-    for prefix, count in (("train", 192), ("t10k", 64)):
+    for prefix, count in (("train", train_count), ("t10k", 64)):
         labels = rng.integers(0, 10, count).astype(numpy.uint8)
         images = rng.integers(0, 40, (count, 28, 28)).astype(numpy.uint8)
         for index, label in enumerate(labels):
@@ -26,6 +26,11 @@ def tiny_mnist(tmp_path_factory):
         write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images)
         write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels)
     return root
+
+
+@pytest.fixture(scope="module")
+def tiny_mnist(tmp_path_factory):
+    return write_tiny_mnist(tmp_path_factory.mktemp("mnist"), 192)
 
 
 def run(tiny_mnist, out, *extra):
@@ -107,3 +112,166 @@ def test_pytorch_lenet_loads_the_saved_weights(tiny_mnist, tmp_path):
         numpy.testing.assert_allclose(
             model(tc.tensor(images)).numpy(), expected, rtol=1e-4, atol=1e-5
         )
+
+
+# -- resuming: only the run that was stopped, and only from a checkpoint of this script --
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tiny_mnist, tmp_path_factory):
+    """An out folder whose checkpoint stopped after 4 of the first epoch's 6 batches."""
+    out = tmp_path_factory.mktemp("stopped")
+    run(tiny_mnist, out, "--stop-after", "4")
+    return out
+
+
+def copy_of(stopped_run, tmp_path):
+    return shutil.copytree(stopped_run, tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    "option, saved, new",
+    [
+        ("--batch-size", "32", "64"),
+        ("--limit", None, "96"),
+        ("--seed", "3", "4"),
+        ("--optimizer", "sgd", "adam"),  # Adam cannot take SGD's state: KeyError 'step'
+        ("--lr", "0.03", "0.1"),
+        ("--momentum", "0.9", "0.5"),
+        ("--weight-decay", "0.0005", "0"),
+    ],
+)
+def test_resume_refuses_an_option_that_changes_the_run(
+    tiny_mnist, stopped_run, tmp_path, option, saved, new
+):
+    out = copy_of(stopped_run, tmp_path)
+    with pytest.raises(SystemExit) as raised:
+        run(tiny_mnist, out, "--resume", option, new)
+    message = str(raised.value)
+    was = f"no {option}" if saved is None else f"{option} {saved}"
+    assert f"saved with {was}" in message and f"asks for {option} {new}" in message
+    assert tc.load(out / lenet_mnist.CHECKPOINT_NAME)["loader"]["batches_done"] == 4
+
+
+def test_resume_may_train_for_more_epochs(tiny_mnist, stopped_run, tmp_path):
+    resumed = run(tiny_mnist, copy_of(stopped_run, tmp_path), "--resume", "--epochs", "3")
+    assert len(resumed["history"]["test_accuracy"]) == 3
+
+
+def test_more_epochs_after_a_finished_run_stretch_the_schedule_to_the_new_end(tiny_mnist, tmp_path):
+    # a cosine over 1 epoch ends at lr 0; stretched to 2 epochs, the second trains at
+    # half the base rate, as a 2-epoch run does, and not at 0 (weights left unchanged)
+    straight = run(tiny_mnist, tmp_path / "straight")
+    run(tiny_mnist, tmp_path / "extended", "--epochs", "1")
+    extended = run(tiny_mnist, tmp_path / "extended", "--resume")
+    assert extended["history"]["train_loss"] == pytest.approx(
+        straight["history"]["train_loss"], rel=1e-6
+    )
+    ours, theirs = tc.load(extended["weights"]), tc.load(straight["weights"])
+    for name, value in theirs.items():
+        numpy.testing.assert_allclose(ours[name].numpy(), value.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_resume_refuses_fewer_epochs_than_the_checkpoint_has_trained(tiny_mnist, tmp_path):
+    run(tiny_mnist, tmp_path)
+    with pytest.raises(SystemExit, match="already trained 2 epochs.*--epochs 1"):
+        run(tiny_mnist, tmp_path, "--resume", "--epochs", "1")
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[:500])
+
+
+def replace_with_weights(path):
+    shutil.copy(path.with_name(lenet_mnist.WEIGHTS_NAME), path)
+
+
+def replace_with_other_state(path):
+    state = tc.load(path)
+    state["optimizer"] = {"state": {}, "param_groups": "not groups"}
+    tc.save(state, path)
+
+
+@pytest.mark.parametrize("damage", [truncate, replace_with_weights, replace_with_other_state])
+def test_a_damaged_or_foreign_checkpoint_is_named_in_a_message(tiny_mnist, tmp_path, damage):
+    run(tiny_mnist, tmp_path, "--epochs", "1")  # writes both the checkpoint and the weights
+    checkpoint = tmp_path / lenet_mnist.CHECKPOINT_NAME
+    damage(checkpoint)
+    with pytest.raises(SystemExit) as raised:
+        run(tiny_mnist, tmp_path, "--resume")
+    assert str(raised.value).startswith("--resume:") and str(checkpoint) in str(raised.value)
+
+
+def test_resume_on_different_training_data_is_refused(stopped_run, tmp_path):
+    # --data-dir may move, but the checkpoint's data order fits 192 images, not 160
+    other_mnist = write_tiny_mnist(tmp_path / "other", 160)
+    with pytest.raises(SystemExit, match="192 samples"):
+        run(other_mnist, copy_of(stopped_run, tmp_path), "--resume")
+
+
+class RecordedProgress:
+    """Stands in for the progress bar, keeping what it was told."""
+
+    bars: list = []
+
+    def __init__(self, total, initial, description, enabled):
+        self.total, self.initial, self.updates = total, initial, 0
+        RecordedProgress.bars.append(self)
+
+    def update(self, **values):
+        self.updates += 1
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize(
+    "stop_after, resumed_at",
+    [(4, "epoch 1, batch 4"), (6, "epoch 2, batch 0")],  # mid-epoch, and an epoch's end
+)
+def test_a_resumed_epoch_starts_its_progress_where_training_stopped(
+    tiny_mnist, tmp_path, capsys, monkeypatch, stop_after, resumed_at
+):
+    run(tiny_mnist, tmp_path, "--stop-after", str(stop_after))
+    monkeypatch.setattr(lenet_mnist, "Progress", RecordedProgress)
+    monkeypatch.setattr(RecordedProgress, "bars", [])
+    capsys.readouterr()
+    run(tiny_mnist, tmp_path, "--resume")
+    assert f"resuming at {resumed_at}\n" in capsys.readouterr().out
+    first = RecordedProgress.bars[0]
+    assert (first.total, first.initial + first.updates) == (6, 6)
+    assert first.initial == stop_after % 6
+
+
+def test_an_unwritable_out_is_refused_before_training(tiny_mnist, tmp_path, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("the data was loaded before --out was checked")
+
+    monkeypatch.setattr(lenet_mnist, "load_split", no_training)
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit, match="--out .*a_file/run: cannot write"):
+        run(tiny_mnist, tmp_path / "a_file" / "run")
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--lr", "-1"),
+        ("--lr", "0"),
+        ("--lr", "nan"),
+        ("--momentum", "-1"),
+        ("--momentum", "1.5"),
+        ("--weight-decay", "-1"),
+        ("--weight-decay", "inf"),
+        ("--seed", "-1"),
+        ("--epochs", "0"),
+        ("--batch-size", "0"),
+        ("--limit", "0"),
+        ("--device", "tpu"),
+    ],
+)
+def test_a_nonsensical_option_is_a_usage_error(capsys, option, value):
+    with pytest.raises(SystemExit) as raised:
+        lenet_mnist.parse_args([option, value])
+    assert raised.value.code == 2
+    assert f"argument {option}: {value}" in capsys.readouterr().err
