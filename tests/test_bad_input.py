@@ -419,3 +419,24 @@ def test_a_view_shares_memory_with_its_tensor():
     x = tc.zeros(2, 3)
     x.view(3, 2)[0, 1] = 7.0  # written through the view, seen in x, as in PyTorch
     assert x[0, 1].item() == 7.0
+
+
+@pytest.mark.parametrize(
+    "call, error, words",
+    [
+        (lambda: tc.nn.Dropout("a"), ValueError, "p='a'"),
+        (lambda: F.dropout(tc.ones(3), p="a"), ValueError, "p='a'"),
+        (lambda: F.dropout(tc.arange(3)), TypeError, "floating"),
+        (
+            lambda: F.cross_entropy(tc.ones(2, 3), tc.tensor([0, 1]), label_smoothing="a"),
+            ValueError,
+            "label_smoothing='a'",
+        ),
+        (lambda: tc.nn.Sequential(tc.nn.ReLU())[1.5], TypeError, "integers or slices"),
+        (lambda: tc.data.TensorDataset(tc.tensor(1.0)), ValueError, "zero-dimensional"),
+    ],
+    ids=["Dropout", "dropout", "dropout-int", "label_smoothing", "Sequential", "TensorDataset"],
+)
+def test_arguments_of_the_wrong_kind_are_named(call, error, words):
+    with pytest.raises(error, match=words):
+        call()

@@ -57,7 +57,12 @@ class TensorDataset(Dataset):
                     f"tensors[{position}] is a {type(tensor).__name__}; expected a Tensor "
                     "(wrap arrays with tc.from_numpy or tc.tensor)"
                 )
-            if tensor.ndim == 0 or tensor.shape[0] != tensors[0].shape[0]:
+            if tensor.ndim == 0:
+                raise ValueError(
+                    f"tensors[{position}] is zero-dimensional; every tensor needs a first "
+                    "dimension to index samples along"
+                )
+            if tensor.shape[0] != tensors[0].shape[0]:
                 raise ValueError(
                     f"tensors[{position}] has shape {tensor.shape}; every tensor needs the "
                     f"first dimension {tensors[0].shape[0]} of tensors[0]"

@@ -4,6 +4,7 @@ and are re-exported here."""
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from tinyconv import backend
@@ -59,6 +60,17 @@ def _check_tensor(value: Any, name: str) -> Tensor:
     if not isinstance(value, Tensor):
         raise TypeError(f"{name} must be a Tensor, got {type(value).__name__}")
     return value
+
+
+def check_probability(p: Any, name: str) -> None:
+    """Raise unless ``p`` is a number in [0, 1] (``name`` says whose argument it is)."""
+    if not _is_fraction(p):
+        raise ValueError(f"{name}: p={p!r} must be a number between 0 and 1")
+
+
+def _is_fraction(value: Any) -> bool:
+    # a real number in [0, 1]; not a bool, a string or NaN
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and 0 <= value <= 1
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002
@@ -117,8 +129,9 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:  # 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:  # noqa: A002
     """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (training only)."""
     _check_tensor(input, "input")
-    if not 0 <= p <= 1:
-        raise ValueError(f"dropout: p={p} must be between 0 and 1")
+    check_probability(p, "dropout")
+    if input.data.dtype.kind != "f":
+        raise TypeError(f"dropout: input of dtype {input.dtype.__name__} must be floating")
     if not training or p == 0:
         return input
     xp = backend.get_array_module(input.data)
@@ -208,8 +221,8 @@ def cross_entropy(
     """
     _check_class_targets(input, target, "cross_entropy")
     _check_reduction(reduction)
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing={label_smoothing} must be in [0, 1]")
+    if not _is_fraction(label_smoothing):
+        raise ValueError(f"cross_entropy: label_smoothing={label_smoothing!r} must be in [0, 1]")
     logits, target, single = _batched(input, target)
     out = loss.CrossEntropy.apply(
         logits, target.long(), reduction=reduction, label_smoothing=float(label_smoothing)
