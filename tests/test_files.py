@@ -133,3 +133,9 @@ def test_arguments_are_checked(tmp_path, monkeypatch, arguments, message):
     with pytest.raises(TypeError, match=message):
         write_atomically(**arguments)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_folder_is_reported_with_the_path_asked_for(tmp_path):
+    target = tmp_path / "no-such-folder" / "state.bin"
+    with pytest.raises(FileNotFoundError, match="no-such-folder/state.bin: its folder"):
+        write_atomically(target, lambda file: file.write(b"x"))

@@ -28,13 +28,12 @@ import json
 import math
 import os
 import struct
-import tempfile
-from pathlib import Path
 from typing import IO, Any
 
 import numpy
 
 from tinyconv.backend import cuda_is_available, normalize_device, to_device
+from tinyconv.files import write_atomically
 from tinyconv.tensor import Tensor
 
 __all__ = ["load", "save"]
@@ -89,7 +88,7 @@ def save(obj: Any, f: PathOrFile) -> None:
     _check_file_argument(f, "save", "write")
     header, data = _layout(encoder, structure)
     if isinstance(f, (str, os.PathLike)):
-        _write_atomically(Path(f), header, data)
+        write_atomically(f, lambda file: _write(file, header, data))
     else:
         _write(f, header, data)
 
@@ -275,51 +274,6 @@ def _write(file: IO[bytes], header: bytes, arrays: list[numpy.ndarray]) -> None:
     file.write(header)
     for array in arrays:
         file.write(_bytes_of(array))
-
-
-def _write_atomically(path: Path, header: bytes, arrays: list[numpy.ndarray]) -> None:
-    """Write to a temporary file in the same folder, then rename it over ``path``.
-
-    ``os.replace`` within one file system is atomic: readers see the old file or the
-    new one, never half of one. fsync before the rename makes sure the new bytes
-    are on disk before the name points at them.
-    """
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            _write(file, header, arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, _new_file_mode(path))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-
-
-def _new_file_mode(path: Path) -> int:
-    """The old file's permissions, else those ``open`` would give (mkstemp's are 0o600)."""
-    try:
-        return path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable; some platforms cannot open folders."""
-    try:
-        handle = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(handle)
-    except OSError:
-        pass
-    finally:
-        os.close(handle)
 
 
 # -- loading -----------------------------------------------------------------------------
