@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy
 import pytest
 
 import tinyconv as tc
@@ -402,6 +403,7 @@ SILENTLY_WRONG = [
     (lambda: tc.ones(2, 3).sum(dim=(0, 0)), ValueError, "more than once"),
     (lambda: tc.ones(2, 3).mean(dim=(1, -1)), ValueError, "more than once"),
     (lambda: tc.ones(2, 3).T.view(-1), RuntimeError, "reshape"),
+    (lambda: tc.ones(2, 3).T.view_as(tc.ones(6)), RuntimeError, "reshape"),
 ]
 
 
@@ -415,10 +417,22 @@ def test_calls_pytorch_refuses_raise_instead_of_a_wrong_value(call, error, words
         call()
 
 
-def test_a_view_shares_memory_with_its_tensor():
-    x = tc.zeros(2, 3)
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: tc.zeros(2, 3),
+        # NumPy makes such an array the base of its views, not the buffer under it
+        lambda: tc.from_numpy(numpy.frombuffer(bytearray(24), dtype=numpy.float32).reshape(2, 3)),
+        lambda: tc.from_numpy(numpy.frombuffer(bytearray(24), dtype=numpy.float32)).view(2, 3),
+    ],
+    ids=["own-memory", "frombuffer-reshaped", "frombuffer"],
+)
+def test_a_view_shares_memory_with_its_tensor(make):
+    x = make()
     x.view(3, 2)[0, 1] = 7.0  # written through the view, seen in x, as in PyTorch
     assert x[0, 1].item() == 7.0
+    x.view_as(tc.zeros(6))[5] = 8.0
+    assert x[1, 2].item() == 8.0
 
 
 @pytest.mark.parametrize(

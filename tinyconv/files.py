@@ -70,11 +70,9 @@ def _create_temporary(target: Path) -> tuple[int, Path]:
             return os.open(temporary, flags, 0o666), temporary
         except FileExistsError:
             continue
-        except (FileNotFoundError, NotADirectoryError) as error:
+        except OSError as error:
             # name the file asked for, not the hidden temporary
-            raise type(error)(
-                error.errno, f"cannot write {target}: its folder does not exist"
-            ) from None
+            raise type(error)(error.errno, f"cannot write {target}: {error.strerror}") from None
     raise FileExistsError(f"could not create a temporary file beside {target}")
 
 

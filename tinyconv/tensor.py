@@ -731,7 +731,8 @@ class Tensor:
         """``reshape`` that never copies: the result shares this tensor's memory, as in
         PyTorch, so writing into one writes into the other."""
         out = self.reshape(*shape)
-        if out.numel() and _memory_owner(out.data) is not _memory_owner(self.data):
+        # the ops share version counters exactly when the result views this memory
+        if out.numel() and out._version_counter is not self._version_counter:
             raise RuntimeError(
                 f"view: shape {tuple(out.shape)} is not compatible with the memory layout of "
                 f"a tensor of shape {self.shape} (a transposed or sliced tensor's elements are "
@@ -740,7 +741,7 @@ class Tensor:
         return out
 
     def view_as(self, other: Tensor) -> Tensor:
-        return self.reshape(other.shape)
+        return self.view(other.shape)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         if self.ndim == 0:
@@ -832,11 +833,6 @@ def _numpy_aliases(dim: Any, keepdim: bool, axis: Any, keepdims: Any) -> tuple[A
 def shape_op_identity(tensor: Tensor) -> Tensor:
     """A new tensor node for a no-op reshape, so that it is never the input itself."""
     return shape_ops.Reshape.apply(tensor, shape=tensor.shape)
-
-
-def _memory_owner(array: Any) -> Any:
-    # the array that owns the memory ``array`` views (itself when it owns it)
-    return array if array.base is None else array.base
 
 
 def _check_value(name: str, value: Any) -> None:

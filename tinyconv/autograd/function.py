@@ -134,11 +134,14 @@ class Function:
             device = options["device"]
         if type(raw) is tuple:
             outputs = tuple(Tensor._wrap(array, device) for array in raw)
+            _share_versions_of_views(args, outputs)
         else:
-            outputs = (Tensor._wrap(raw, device),)
-        _share_versions_of_views(args, outputs)
-        if not recording:
-            return outputs if type(raw) is tuple else outputs[0]
+            output = Tensor._wrap(raw, device)
+            if output.data.base is not None:  # a view, perhaps of an input's memory
+                _share_versions_of_views(args, (output,))
+            if not recording:
+                return output  # the common no-grad path: nothing to link
+            outputs = (output,)
         if recording:
             function._link(args, outputs)
         return outputs if type(raw) is tuple else outputs[0]
@@ -185,8 +188,10 @@ def _share_versions_of_views(args: tuple[Any, ...], outputs: tuple[Tensor, ...])
     # An output that is a view of an input's memory (a slice, a reshape, a transpose)
     # counts in-place changes together with it, as PyTorch's views do: a change made
     # through either must make a backward that saved the other raise. Views are
-    # recognised by their memory's owner (``.base``; NumPy and CuPy point a view of a
-    # view at the array that owns the memory).
+    # recognised by ``.base``: CuPy points a view of a view at the array that owns the
+    # memory, NumPy too, except that it stops at an array over a foreign buffer
+    # (``frombuffer``, a memmap), which is then the base of its views. (An op returns
+    # a new array or a view, never an input's array itself.)
     for out in outputs:
         owner = out.data.base
         if owner is None:

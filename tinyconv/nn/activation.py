@@ -72,7 +72,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
-        F.check_probability(p, "Dropout")
+        F._check_probability(p, "Dropout")
         self.p = p
         self.inplace = inplace
 

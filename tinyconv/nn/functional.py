@@ -62,7 +62,7 @@ def _check_tensor(value: Any, name: str) -> Tensor:
     return value
 
 
-def check_probability(p: Any, name: str) -> None:
+def _check_probability(p: Any, name: str) -> None:
     """Raise unless ``p`` is a number in [0, 1] (``name`` says whose argument it is)."""
     if not _is_fraction(p):
         raise ValueError(f"{name}: p={p!r} must be a number between 0 and 1")
@@ -129,11 +129,11 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:  # 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:  # noqa: A002
     """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (training only)."""
     _check_tensor(input, "input")
-    check_probability(p, "dropout")
-    if input.data.dtype.kind != "f":
-        raise TypeError(f"dropout: input of dtype {input.dtype.__name__} must be floating")
+    _check_probability(p, "dropout")
     if not training or p == 0:
         return input
+    if input.data.dtype.kind != "f":
+        raise TypeError(f"dropout: input of dtype {input.dtype.__name__} must be floating")
     xp = backend.get_array_module(input.data)
     if p == 1:
         return input * xp.zeros((), dtype=input.data.dtype)

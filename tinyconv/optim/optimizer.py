@@ -231,13 +231,13 @@ def _restore(name: str, value: Any, param: Tensor, index: int) -> Any:
         array = numpy.asarray(value)
     else:
         return copy.deepcopy(value)
-    array = backend.to_device(array, param.device)
-    xp = backend.get_array_module(array)
     if array.dtype.kind == "f" and array.shape != param.shape:
         # a moment estimate of another shape would fail (or broadcast) in step()
         raise ValueError(
             f"loaded state {name!r} of parameter {index} has shape {array.shape}, but the "
             f"parameter has shape {param.shape}"
         )
+    array = backend.to_device(array, param.device)
+    xp = backend.get_array_module(array)
     dtype = param.data.dtype if array.dtype.kind == "f" else array.dtype
     return Tensor._wrap(xp.array(array, dtype=dtype, copy=True), param.device)
