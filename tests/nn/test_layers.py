@@ -284,6 +284,16 @@ def test_batchnorm2d_checks_its_input():
         layer(tc.zeros(2, 3, 2, 2, dtype=tc.float64))
 
 
+def test_batchnorm2d_without_running_statistics_needs_two_values_in_eval_too():
+    # in eval it still normalises by the batch's own statistics, as in PyTorch
+    layer = nn.BatchNorm2d(3, track_running_stats=False).eval()
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        layer(tc.zeros(1, 3, 1, 1))
+    assert layer(tc.zeros(1, 3, 1, 2)).shape == (1, 3, 1, 2)
+    # with running statistics, eval uses them: one value per channel is fine
+    assert nn.BatchNorm2d(3).eval()(tc.zeros(1, 3, 1, 1)).shape == (1, 3, 1, 1)
+
+
 # -- the fused BatchNorm op against finite differences ----------------------------------
 
 

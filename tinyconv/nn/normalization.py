@@ -115,10 +115,11 @@ class _BatchNorm(Module):
             return BatchNormInference.apply(
                 input, self.weight, self.bias, self.running_mean, self.running_var, eps=self.eps
             )
-        if self.training and input.numel() == input.shape[1]:
+        if input.numel() == input.shape[1]:  # one value per channel has no variance
             raise ValueError(
                 f"{type(self).__name__}: expected more than 1 value per channel when "
-                f"training, got input size {input.shape}"
+                f"using batch statistics (training, or no running statistics), got input "
+                f"size {input.shape}"
             )
         update = self.training and self.track_running_stats
         momentum = 0.0 if self.momentum is None else self.momentum
