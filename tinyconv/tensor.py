@@ -233,8 +233,10 @@ class Tensor:
         )
 
     def detach(self) -> Tensor:
-        """The same array (shared memory, shared version counter), without a graph."""
-        out = Tensor._wrap(self.data, self._device)
+        """The same memory (and version counter), without a graph."""
+        # a view of its own, not the same array object: saved arrays are told apart
+        # by identity (``x.detach() * x`` saves two operands that must stay two)
+        out = Tensor._wrap(self.data.view(), self._device)
         out._version = self._version
         return out
 

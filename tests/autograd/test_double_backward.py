@@ -115,3 +115,44 @@ def test_keep_inputs_is_off_by_default_so_nodes_do_not_hold_their_inputs():
     with tc.autograd.keep_inputs():
         z = (x * 2).exp()
     assert z.grad_fn.inputs[0] is not None
+
+
+def test_an_operand_and_its_detached_copy_stay_two_operands():
+    # f = sum(c / x) with c = x held constant: f' = -c / x^2, f'' = 2 c / x^3 = 2 / x^2
+    values = numpy.array([0.5, -1.5, 2.0])
+    with tc.autograd.keep_inputs():
+        x = tc.tensor(values, requires_grad=True)
+        (first,) = tc.grad((x.detach() / x).sum(), x, create_graph=True)
+    (second,) = tc.grad(first.sum(), x)
+    numpy.testing.assert_allclose(first.detach().numpy(), -1 / values, rtol=1e-12)
+    numpy.testing.assert_allclose(second.numpy(), 2 / values**2, rtol=1e-12)
+
+
+def test_second_derivative_through_a_zero_dimensional_exp():
+    # NumPy returns exp of a 0-d array as a scalar; f = exp(x^3), f'' = (6x + 9x^4) exp(x^3)
+    with tc.autograd.keep_inputs():
+        x = tc.tensor(numpy.array(0.7), requires_grad=True)
+        (first,) = tc.grad((x * x * x).exp(), x, create_graph=True)
+    (second,) = tc.grad(first, x)
+    expected = (6 * 0.7 + 9 * 0.7**4) * numpy.exp(0.7**3)
+    numpy.testing.assert_allclose(second.item(), expected, rtol=1e-12)
+    assert tc.gradgradcheck(lambda a: a.exp(), [tc.tensor(numpy.array(0.7), requires_grad=True)])
+
+
+def test_create_graph_under_no_grad_records_the_sum_of_two_branches():
+    with tc.autograd.keep_inputs():
+        x = tc.tensor(numpy.array([1.0, 2.0]), requires_grad=True)
+        y = (x * x).sum()  # x reaches Mul twice: its gradient is a sum of two branches
+    with tc.no_grad():
+        (first,) = tc.grad(y, x, create_graph=True)
+    assert first.requires_grad
+    (second,) = tc.grad(first.sum(), x)
+    numpy.testing.assert_allclose(second.numpy(), [2.0, 2.0])
+
+
+def test_grad_runs_the_hooks_of_a_leaf_input_as_backward_does():
+    x = tc.tensor(numpy.array([1.0, 2.0]), requires_grad=True)
+    x.register_hook(lambda grad: grad * 10)
+    (value,) = tc.grad((x * x).sum(), x)
+    numpy.testing.assert_allclose(value.numpy(), [20.0, 40.0])  # PyTorch's answer
+    assert x.grad is None

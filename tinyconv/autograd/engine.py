@@ -81,10 +81,10 @@ def grad(
                     "pass allow_unused=True to get None for it"
                 )
             results.append(None)
-        elif create_graph:
-            results.append(found[1])
         else:
-            results.append(Tensor._wrap(found[1], tensor.device))
+            # a leaf's hooks run as they would before accumulating into it
+            value = _hooked(tensor, found[1]) if tensor.grad_fn is None else found[1]
+            results.append(value if create_graph else Tensor._wrap(value, tensor.device))
     return tuple(results)
 
 
@@ -156,6 +156,17 @@ def _run(
     """Walk the graph. Returns {id(leaf): (leaf, gradient)}; with ``capture`` given,
     the gradients of those tensors instead, leaves left untouched. Gradients are
     arrays, or Tensors recorded in a new graph when ``create_graph``."""
+    if not create_graph:
+        return _walk(roots, retain_graph, capture, create_graph)
+    # recorded even under no_grad: the backward functions, and the sums of the
+    # gradients that several branches bring to one tensor
+    with set_grad_enabled(True):
+        return _walk(roots, retain_graph, capture, create_graph)
+
+
+def _walk(
+    roots: list, retain_graph: bool, capture: list[Tensor] | None, create_graph: bool
+) -> dict:
     leaf_grads: dict[int, tuple[Tensor, Any]] = {}
     captured_outputs = {}  # (node, output index) -> tensor, for non-leaf inputs of grad()
     if capture is not None:
@@ -333,14 +344,20 @@ def _wrap(array: Any) -> Tensor:
     return Tensor._wrap(array, backend.device_of(array))
 
 
+def _hooked(tensor: Tensor, grad_array: Any) -> Any:
+    """The gradient of a leaf after the hooks registered on it, in order."""
+    recorded = isinstance(grad_array, Tensor)
+    for hook in list(tensor._hooks or ()):
+        replaced = hook(grad_array if recorded else Tensor._wrap(grad_array, tensor.device))
+        if replaced is not None:
+            grad_array = replaced if recorded else _array(replaced)
+    return grad_array
+
+
 def _accumulate(tensor: Tensor, grad_array: Any) -> None:
     """Add into ``tensor.grad`` after the tensor's own hooks; never alias the array."""
+    grad_array = _hooked(tensor, grad_array)
     recorded = isinstance(grad_array, Tensor)
-    if tensor._hooks:
-        for hook in list(tensor._hooks):
-            replaced = hook(grad_array if recorded else Tensor._wrap(grad_array, tensor.device))
-            if replaced is not None:
-                grad_array = replaced if recorded else _array(replaced)
     if recorded:  # create_graph: the gradient keeps its graph
         tensor.grad = grad_array if tensor.grad is None else tensor.grad + grad_array
         return

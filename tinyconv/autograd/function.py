@@ -26,6 +26,8 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
+import numpy
+
 from tinyconv.autograd import grad_mode
 
 __all__ = ["Function"]
@@ -129,6 +131,10 @@ class Function:
                 isinstance(arg, Tensor) and arg._requires_grad for arg in args
             )
         raw = function.forward(*arrays, **options)
+        if type(raw) is tuple:
+            raw = tuple(_as_array(function, value) for value in raw)
+        else:
+            raw = _as_array(function, raw)
 
         if cls.changes_device:
             device = options["device"]
@@ -182,6 +188,19 @@ class Function:
                     f"{counter.value}; expected version {expected}. Use an out-of-place "
                     "operation (or .clone()) before changing it."
                 )
+
+
+def _as_array(function: Function, value: Any) -> Any:
+    # NumPy returns a 0-d result as a scalar (numpy.generic), which is no array that a
+    # tensor and a saved copy could share: make it one, and let whatever ``forward``
+    # saved of it be that array, so that it is known as the output
+    if not isinstance(value, numpy.generic):
+        return value
+    array = numpy.asarray(value)
+    saved = function.__dict__.get("_saved")
+    if saved:
+        function._saved = tuple(array if item is value else item for item in saved)
+    return array
 
 
 def _share_versions_of_views(args: tuple[Any, ...], outputs: tuple[Tensor, ...]) -> None:
