@@ -628,10 +628,16 @@ class Tensor:
         return activation.Tanh.apply(self._float_only())
 
     def softmax(self, dim: int) -> Tensor:
-        return activation.Softmax.apply(self._float_only(), dim=self._dim(dim))
+        axis = self._dim(dim)
+        if self.ndim == 0:  # one value along a dim of its own, as PyTorch treats it
+            return self.reshape(1).softmax(0).reshape(())
+        return activation.Softmax.apply(self._float_only(), dim=axis)
 
     def log_softmax(self, dim: int) -> Tensor:
-        return activation.LogSoftmax.apply(self._float_only(), dim=self._dim(dim))
+        axis = self._dim(dim)
+        if self.ndim == 0:
+            return self.reshape(1).log_softmax(0).reshape(())
+        return activation.LogSoftmax.apply(self._float_only(), dim=axis)
 
     # -- reductions ----------------------------------------------------------------------
 

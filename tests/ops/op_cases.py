@@ -322,6 +322,7 @@ def _softmax_cases() -> list:
             ("1d", 0, normal(5)),
             ("transposed", 1, transposed(3, 4)),
             ("empty-dim", 1, normal(2, 0)),
+            ("0d", 0, normal()),
         ]
         for label, dim, array in shaped:
             cases.append(

@@ -251,3 +251,25 @@ def test_an_input_without_spatial_dimensions_has_no_receptive_field():
     result = summary(nn.Sequential(nn.Linear(8, 4), nn.ReLU()), (8,), batch_size=3, verbose=False)
     assert result["0"]["forward_macs"] == 3 * 8 * 4
     assert result["0"]["receptive_field"] is None and result["1"]["jump"] is None
+
+
+def test_global_average_pooling_sees_the_whole_input():
+    # a 1×1 adaptive pool averages every position: its output's field is the input,
+    # however large the field before it was
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3)
+    )
+    rows = tc.utils.summary(model, (1, 8, 8), verbose=False).rows
+    assert [(row["receptive_field"], row["jump"]) for row in rows] == [
+        ((3, 3), (1, 1)),
+        ((8, 8), None),
+        ((8, 8), None),
+        ((8, 8), None),
+    ]
+
+
+@pytest.mark.parametrize("input_size", [(1.5, 28, 28), (True, 28, 28), 28, "1,28,28", ()])
+def test_a_bad_input_size_is_named(input_size):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="input_size="):
+        tc.utils.summary(model, input_size, verbose=False)

@@ -138,13 +138,15 @@ def _adaptive_window(in_shape, out_shape) -> tuple[Window, int]:
     """The widest window and the mean stride per axis, and how many inputs all windows
     cover in one channel (a window of an adaptive pool is ``len_h * len_w``)."""
     kernels, strides, covered = [], [], 1
+    global_pool = tuple(out_shape[-2:]) == (1, 1)  # one window: the whole input plane
     for size, out in zip(in_shape[-2:], out_shape[-2:]):
         starts, ends = adaptive_pool_windows(size, out)
         lengths = [end - start for start, end in zip(starts, ends)]
         kernels.append(max(lengths))
         strides.append(Fraction(size, out))
         covered *= sum(lengths)
-    return Window("window", tuple(kernels), tuple(strides)), covered
+    kind = "global" if global_pool else "window"
+    return Window(kind, tuple(kernels), tuple(strides)), covered
 
 
 def _adaptive_avg_pool(layer, in_shape, out_shape, input_needs_grad) -> LayerCost:

@@ -14,6 +14,7 @@ from typing import Any
 
 from tinyconv import backend, creation, dtypes
 from tinyconv.autograd.grad_mode import enable_grad
+from tinyconv.ops.sizes import is_int
 from tinyconv.tensor import Tensor
 from tinyconv.utils.costs import LayerCost, ReceptiveField, layer_cost
 
@@ -169,6 +170,15 @@ def summary(
         gradients), and ``params``, ``trainable_params`` and ``param_bytes`` of the
         whole model, ``input_bytes`` of the input.
     """
+    if (
+        not isinstance(input_size, (tuple, list))
+        or not input_size
+        or not all(is_int(size) and size > 0 for size in input_size)
+    ):
+        raise ValueError(
+            f"summary: input_size={input_size!r} must be the shape of one sample, a tuple of "
+            "positive ints without the batch, such as (1, 28, 28)"
+        )
     input_size = tuple(int(size) for size in input_size)
     names = {id(module): name for name, module in model.named_modules()}
     calls: list[tuple[Any, Tensor | None, Tensor | None]] = []
