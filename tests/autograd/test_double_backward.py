@@ -156,3 +156,43 @@ def test_grad_runs_the_hooks_of_a_leaf_input_as_backward_does():
     (value,) = tc.grad((x * x).sum(), x)
     numpy.testing.assert_allclose(value.numpy(), [20.0, 40.0])  # PyTorch's answer
     assert x.grad is None
+
+
+def test_create_graph_under_no_grad_records_hooks_and_the_sum_into_grad():
+    with tc.autograd.keep_inputs():
+        x = tc.tensor(numpy.array([1.0, 2.0]), requires_grad=True)
+        x.register_hook(lambda grad: grad * x)  # a hook whose result has a graph
+        y = (x * x).sum()
+    with tc.no_grad():
+        (hooked,) = tc.grad(y, x, create_graph=True)
+        y.backward(create_graph=True, retain_graph=True)
+        y.backward(create_graph=True)  # the second adds into .grad
+    # the hooked gradient is 2x · x = 2x^2, and .grad holds it twice (PyTorch's numbers);
+    # d/dx of 2x^2 is 4x, which the hook multiplies by x again
+    assert hooked.requires_grad and x.grad.requires_grad
+    numpy.testing.assert_allclose(hooked.detach().numpy(), [2.0, 8.0])
+    numpy.testing.assert_allclose(x.grad.detach().numpy(), [4.0, 16.0])
+    numpy.testing.assert_allclose(tc.grad(hooked.sum(), x)[0].numpy(), [4.0, 16.0])
+
+
+def test_grad_runs_the_hooks_of_an_input_listed_twice_once():
+    x = tc.tensor(numpy.array([1.0, 2.0]), requires_grad=True)
+    calls = []
+    x.register_hook(lambda grad: calls.append(1))
+    tc.grad((x * x).sum(), [x, x])
+    assert calls == [1]
+
+
+def test_a_parameter_made_from_a_tensor_stays_a_second_operand():
+    # Parameter(t) shares t's memory and version counter, as in PyTorch, but is an
+    # operand of its own: f = sum(t / p) at p = t has f'' = 2 / t^2 along p
+    values = numpy.array([0.5, -1.5, 2.0])
+    t = tc.tensor(values)
+    with tc.autograd.keep_inputs():
+        p = tc.nn.Parameter(t)
+        (first,) = tc.grad((t / p).sum(), p, create_graph=True)
+    numpy.testing.assert_allclose(tc.grad(first.sum(), p)[0].numpy(), 2 / values**2)
+    loss = (t * p).sum()  # Mul saves t, whose memory p shares
+    t.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()

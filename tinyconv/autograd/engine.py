@@ -8,6 +8,7 @@ their gradient at the end, added to ``.grad``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -48,8 +49,9 @@ def backward(
     roots = _roots(tensors, grad_tensors, create_graph)
     retain = create_graph if retain_graph is None else retain_graph
     leaf_grads = _run(roots, retain, capture=None, create_graph=create_graph)
-    for leaf, grad_value in leaf_grads.values():
-        _accumulate(leaf, grad_value)
+    with _recording(create_graph):  # a hook's result and the sum into .grad too
+        for leaf, grad_value in leaf_grads.values():
+            _accumulate(leaf, grad_value)
 
 
 def grad(
@@ -72,6 +74,7 @@ def grad(
     retain = create_graph if retain_graph is None else retain_graph
     captured = _run(roots, retain, capture=inputs, create_graph=create_graph)
     results = []
+    hooked: dict[int, Any] = {}  # a leaf listed twice runs its hooks once
     for position, tensor in enumerate(inputs):
         found = captured.get(id(tensor))
         if found is None:
@@ -82,8 +85,12 @@ def grad(
                 )
             results.append(None)
         else:
-            # a leaf's hooks run as they would before accumulating into it
-            value = _hooked(tensor, found[1]) if tensor.grad_fn is None else found[1]
+            value = found[1]
+            if tensor.grad_fn is None:  # a leaf's hooks run as before accumulating into it
+                if id(tensor) not in hooked:
+                    with _recording(create_graph):
+                        hooked[id(tensor)] = _hooked(tensor, value)
+                value = hooked[id(tensor)]
             results.append(value if create_graph else Tensor._wrap(value, tensor.device))
     return tuple(results)
 
@@ -156,12 +163,15 @@ def _run(
     """Walk the graph. Returns {id(leaf): (leaf, gradient)}; with ``capture`` given,
     the gradients of those tensors instead, leaves left untouched. Gradients are
     arrays, or Tensors recorded in a new graph when ``create_graph``."""
-    if not create_graph:
+    with _recording(create_graph):
         return _walk(roots, retain_graph, capture, create_graph)
-    # recorded even under no_grad: the backward functions, and the sums of the
-    # gradients that several branches bring to one tensor
-    with set_grad_enabled(True):
-        return _walk(roots, retain_graph, capture, create_graph)
+
+
+def _recording(create_graph: bool) -> Any:
+    # with create_graph, everything the engine computes is recorded, even under
+    # no_grad: the backward functions, the sums of the gradients that several
+    # branches bring to one tensor, hooks, and the sums into .grad
+    return set_grad_enabled(True) if create_graph else contextlib.nullcontext()
 
 
 def _walk(

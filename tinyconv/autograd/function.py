@@ -131,10 +131,11 @@ class Function:
                 isinstance(arg, Tensor) and arg._requires_grad for arg in args
             )
         raw = function.forward(*arrays, **options)
-        if type(raw) is tuple:
-            raw = tuple(_as_array(function, value) for value in raw)
-        else:
-            raw = _as_array(function, raw)
+        if recording:  # what forward saved must be the outputs' own arrays
+            if type(raw) is tuple:
+                raw = tuple(_as_array(function, value) for value in raw)
+            else:
+                raw = _as_array(function, raw)
 
         if cls.changes_device:
             device = options["device"]

@@ -25,13 +25,18 @@ class Parameter(Tensor):
     def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
         if data is None:
             data = numpy.empty(0, dtype=numpy.float32)
+        counter = None
         if isinstance(data, Tensor):
-            array, device = data.data, data.device
+            # the same memory and version counter, as ``detach()`` gives: a view object of
+            # its own, so that an op of both still saves two operands
+            array, device, counter = data.data.view(), data.device, data._version
         else:
             is_array = hasattr(data, "shape") and not isinstance(data, numpy.generic)
             array = data if is_array else numpy.asarray(data)
             device = backend.device_of(array)
         self._setup(array, device)
+        if counter is not None:
+            self._version = counter
         self.requires_grad = requires_grad
 
     def __repr__(self) -> str:
