@@ -427,6 +427,10 @@ def signed(header, data=b""):
         ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}, b"\0" * 4, "needs 8 bytes"),
         ({"w": {"dtype": "Q7", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4, "dtype 'Q7'"),
         ({"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, b"\0" * 4, "shape"),
+        # shapes NumPy cannot make, even with a zero in them to hold nothing
+        ({"w": {"dtype": "F32", "shape": [0, 2**63], "data_offsets": [0, 0]}}, b"", "shape"),
+        ({"w": {"dtype": "F32", "shape": [0, 2**62, 4], "data_offsets": [0, 0]}}, b"", "shape"),
+        ({"w": {"dtype": "F32", "shape": [1] * 65, "data_offsets": [0, 4]}}, b"\0" * 4, "shape"),
         ({"w": {"dtype": "F32", "shape": [1]}}, b"\0" * 4, "lacks"),
         (
             {"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}},

@@ -61,6 +61,8 @@ _DIGEST_KEY = "tinyconv.file_sha256"
 # files written by tinyconv before the checksum covered the header: the tensor bytes only
 _DATA_DIGEST_KEY = "tinyconv.sha256"
 _METADATA = "__metadata__"
+# NumPy's limit on dimensions; sizes must fit an int64
+_MAX_DIMS = 64
 # the limit safetensors itself puts on a header: a larger one means a foreign file
 _MAX_HEADER_BYTES = 100_000_000
 
@@ -383,7 +385,11 @@ def _check_entry(name: str, entry: Any) -> tuple[numpy.dtype, tuple[int, ...], i
             f"tensor {name!r} has dtype {code!r}, which tinyconv does not support; expected "
             + ", ".join(_DTYPE_OF_CODE)
         )
-    if not isinstance(shape, list) or not all(_is_count(size) for size in shape):
+    if (
+        not isinstance(shape, list)
+        or len(shape) > _MAX_DIMS
+        or not all(_is_count(size) and size < 2**63 for size in shape)
+    ):
         raise _FormatError(f"corrupt header: tensor {name!r} has shape {shape!r}")
     if (
         not isinstance(offsets, list)
@@ -393,6 +399,9 @@ def _check_entry(name: str, entry: Any) -> tuple[numpy.dtype, tuple[int, ...], i
     ):
         raise _FormatError(f"corrupt header: tensor {name!r} has data_offsets {offsets!r}")
     dtype = _DTYPE_OF_CODE[code]
+    if math.prod(max(size, 1) for size in shape) * dtype.itemsize >= 2**63:
+        # NumPy refuses such a shape even when a zero in it leaves nothing to hold
+        raise _FormatError(f"corrupt header: tensor {name!r} has shape {shape!r}")
     if offsets[1] - offsets[0] != math.prod(shape) * dtype.itemsize:
         raise _FormatError(
             f"corrupt header: tensor {name!r} of shape {shape} and dtype {code} needs "
