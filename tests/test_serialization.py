@@ -492,3 +492,19 @@ def test_map_location_cuda_without_cuda_names_map_location(tmp_path, monkeypatch
     monkeypatch.setattr(serialization, "cuda_is_available", lambda: False)
     with pytest.raises(RuntimeError, match="map_location='cuda', but CUDA is not available"):
         tc.load(path, map_location="cuda")
+
+
+def test_an_object_that_contains_itself_is_refused(tmp_path):
+    state = {"w": tc.ones(2)}
+    state["self"] = state
+    with pytest.raises(ValueError, match="contains itself"):
+        tc.save(state, tmp_path / "loop.safetensors")
+    assert not (tmp_path / "loop.safetensors").exists()
+
+
+def test_a_structure_nested_too_deeply_is_reported_with_the_file(tmp_path):
+    path = tmp_path / "deep.safetensors"
+    structure = "[" * 100_000 + "]" * 100_000
+    write_raw(path, signed({"__metadata__": {"tinyconv.structure": structure}}))
+    with pytest.raises(RuntimeError, match="deep.safetensors: corrupt structure"):
+        tc.load(path)

@@ -86,7 +86,10 @@ def save(obj: Any, f: PathOrFile) -> None:
             encoder.add(name, tensor, shared=False)
         structure = None
     else:
-        structure = encoder.encode(obj, path=())
+        try:
+            structure = encoder.encode(obj, path=())
+        except RecursionError:  # a cycle recurses forever
+            raise ValueError("save: obj contains itself, or is nested too deeply") from None
     _check_file_argument(f, "save", "write")
     header, data = _layout(encoder, structure)
     if isinstance(f, (str, os.PathLike)):
@@ -304,8 +307,11 @@ def _decode_file(blob: bytearray, device: str | None) -> Any:
 
     if _STRUCTURE_KEY not in metadata:
         return {name: _to_tensor(array, where) for name, (array, where) in tensors.items()}
-    structure = _json_metadata(metadata, _STRUCTURE_KEY, default=None)
-    return _Decoder(tensors).decode(structure)
+    try:
+        structure = _json_metadata(metadata, _STRUCTURE_KEY, default=None)
+        return _Decoder(tensors).decode(structure)
+    except RecursionError:
+        raise _FormatError("corrupt structure: nested too deeply") from None
 
 
 def _check_digest(raw_entries: dict[str, Any], metadata: dict[str, str], data: memoryview) -> None:
