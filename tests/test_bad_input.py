@@ -448,8 +448,21 @@ def test_a_view_shares_memory_with_its_tensor(make):
         ),
         (lambda: tc.nn.Sequential(tc.nn.ReLU())[1.5], TypeError, "integers or slices"),
         (lambda: tc.data.TensorDataset(tc.tensor(1.0)), ValueError, "zero-dimensional"),
+        (lambda: tc.ones(3).clamp(min=tc.zeros(3)), TypeError, "min="),
+        (lambda: F.pad(tc.ones(2, 2), (1, 1), value="a"), TypeError, "value='a'"),
+        (lambda: tc.full_like(tc.ones(2), "a"), TypeError, "fill_value='a'"),
     ],
-    ids=["Dropout", "dropout", "dropout-int", "label_smoothing", "Sequential", "TensorDataset"],
+    ids=[
+        "Dropout",
+        "dropout",
+        "dropout-int",
+        "label_smoothing",
+        "Sequential",
+        "TensorDataset",
+        "clamp",
+        "pad",
+        "full_like",
+    ],
 )
 def test_arguments_of_the_wrong_kind_are_named(call, error, words):
     with pytest.raises(error, match=words):

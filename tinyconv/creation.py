@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -161,6 +162,8 @@ def full(
 ) -> Tensor:
     """A tensor of ``size`` filled with ``fill_value`` (whose type gives the default dtype)."""
     device, xp = _device_and_xp(device)
+    if not isinstance(fill_value, (numbers.Number, numpy.generic)):
+        raise TypeError(f"full: fill_value={fill_value!r} must be a number")
     if dtype is None:
         dtype = _inferred_dtype(numpy.asarray(fill_value))
     array = xp.full(_shape((size,)), fill_value, dtype=dtypes.to_dtype(dtype))

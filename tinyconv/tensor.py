@@ -7,6 +7,7 @@ to one dtype by PyTorch's rules, and call one ``Function``.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -614,6 +615,11 @@ class Tensor:
     def clamp(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
         if min is None and max is None:
             raise ValueError("clamp: at least one of min and max must be given")
+        for name, bound in (("min", min), ("max", max)):
+            if bound is not None and (
+                isinstance(bound, bool) or not isinstance(bound, numbers.Real)
+            ):
+                raise TypeError(f"clamp: {name}={bound!r} must be a number or None")
         return elementwise.Clamp.apply(self, min=min, max=max)
 
     clip = clamp

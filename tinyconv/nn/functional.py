@@ -155,6 +155,8 @@ def pad(input: Tensor, pad: tuple[int, ...], value: float = 0.0) -> Tensor:  # n
         or not all(isinstance(amount, int) for amount in pad)
     ):
         raise ValueError(f"pad: pad={pad!r} must be a tuple of an even number of ints")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"pad: value={value!r} must be a number")
     if len(pad) // 2 > input.ndim:
         raise ValueError(
             f"pad: pad={tuple(pad)} pads {len(pad) // 2} dimensions of a {input.ndim}-D input"
