@@ -301,3 +301,12 @@ def test_numpy_scalar_and_array_operands_take_part_as_tensors():
     )
     result = numpy.array([1.0, 1.0]) * x  # the tensor's reflected operator, not NumPy's
     assert isinstance(result, tc.Tensor)
+
+
+def test_where_of_two_numbers_takes_their_dtype_as_in_pytorch(torch):
+    condition = [True, False]
+    for input, other in ((1.0, 0.0), (1, 0), (1, 0.5)):
+        ours = tc.where(tc.tensor(condition), input, other)
+        theirs = torch.where(torch.tensor(condition), input, other)
+        assert ours.tolist() == theirs.tolist()
+        assert str(ours.dtype.__name__) == str(theirs.dtype).removeprefix("torch.")

@@ -344,7 +344,8 @@ def where(condition: Tensor, input: Any, other: Any) -> Tensor:  # noqa: A002
     if not isinstance(condition, Tensor) or condition.data.dtype.kind != "b":
         raise TypeError("where: condition must be a bool Tensor")
     if not isinstance(input, Tensor) and not isinstance(other, Tensor):
-        raise TypeError("where: at least one of input and other must be a Tensor")
+        # two numbers: a float gives the default float dtype, ints int64, as in PyTorch
+        input = tensor(input, device=condition.device)
     result_dtype = dtypes.result_type(input, other)
     input = input.to(result_dtype) if isinstance(input, Tensor) else input
     other = other.to(result_dtype) if isinstance(other, Tensor) else other
