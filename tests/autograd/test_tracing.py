@@ -237,3 +237,14 @@ def test_a_trace_records_only_its_own_threads_backward():
         loss.backward()
     worker.join()
     assert recorded.ops == ["MSELoss", "Linear", "ReLU", "Linear"]
+
+
+def test_a_trace_entered_twice_raises_instead_of_recording_twice():
+    x = tc.ones(2, requires_grad=True)
+    recording = tc.autograd.trace()
+    with recording:
+        with pytest.raises(RuntimeError, match="already recording"):
+            with recording:
+                pass
+        (x * 2.0).sum().backward()
+    assert [step.op for step in recording.steps] == ["Sum", "Mul"]

@@ -144,6 +144,8 @@ class Trace:
     def __enter__(self) -> Trace:
         from tinyconv.autograd import engine  # noqa: PLC0415  (engine imports Tensor)
 
+        if self in engine.observers():  # a second ``with`` would record every step twice
+            raise RuntimeError("this trace is already recording; use a new tc.autograd.trace()")
         engine.observers().append(self)
         return self
 
