@@ -177,4 +177,9 @@ def gradgradcheck(
             )
         return tuple(g for g in grads if g is not None)
 
-    return gradcheck(first_derivative, inputs, eps, atol, rtol, raise_exception, seed)
+    try:
+        return gradcheck(first_derivative, inputs, eps, atol, rtol, raise_exception, seed)
+    except GradcheckError as error:  # say which derivative: the message is gradcheck's
+        raise GradcheckError(
+            f"gradgradcheck, checking the gradient of the first derivative: {error}"
+        ) from None
