@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy
 
+from tinyconv.dtypes import is_int
+
 __all__ = [
     "array_module",
     "as_strided",
@@ -259,7 +261,7 @@ def manual_seed(seed: int) -> None:
             taken as its 64-bit two's complement (``-1`` is ``2**64 - 1``), as in PyTorch.
     """
     global _seed
-    if not isinstance(seed, (int, numpy.integer)) or isinstance(seed, bool):
+    if not is_int(seed):
         raise TypeError(f"seed={seed!r} must be an int")
     seed = int(seed)
     if not -(2**63) <= seed < 2**64:

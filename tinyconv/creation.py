@@ -162,7 +162,7 @@ def full(
 ) -> Tensor:
     """A tensor of ``size`` filled with ``fill_value`` (whose type gives the default dtype)."""
     device, xp = _device_and_xp(device)
-    if not isinstance(fill_value, (numbers.Number, numpy.generic)):
+    if not isinstance(fill_value, (bool, numbers.Number)):  # complex too; a bool fills bools
         raise TypeError(f"full: fill_value={fill_value!r} must be a number")
     if dtype is None:
         dtype = _inferred_dtype(numpy.asarray(fill_value))
@@ -182,7 +182,7 @@ def arange(
     if end is None:
         start, end = 0, start
     for name, value in (("start", start), ("end", end), ("step", step)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, numpy.number)):
+        if not dtypes.is_real(value):
             raise TypeError(f"arange: {name}={value!r} must be a number")
     if step == 0:
         raise ValueError("arange: step must be nonzero")

@@ -7,6 +7,7 @@ promotes as PyTorch does, so results match it.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy
@@ -60,6 +61,19 @@ def to_dtype(dtype: Any) -> numpy.dtype:
 
 def is_floating(dtype: Any) -> bool:
     return numpy.dtype(dtype).kind == "f"
+
+
+# Argument checks. bool is an Integral too, but ``stride=True`` is a mistake, not 1.
+
+
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer: a Python or NumPy int, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value: Any) -> bool:
+    """Whether ``value`` is a real number: a Python or NumPy int or float, not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _rank(dtype: numpy.dtype) -> int:

@@ -7,7 +7,6 @@ to one dtype by PyTorch's rules, and call one ``Function``.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -616,9 +615,7 @@ class Tensor:
         if min is None and max is None:
             raise ValueError("clamp: at least one of min and max must be given")
         for name, bound in (("min", min), ("max", max)):
-            if bound is not None and (
-                isinstance(bound, bool) or not isinstance(bound, numbers.Real)
-            ):
+            if bound is not None and not dtypes.is_real(bound):
                 raise TypeError(f"clamp: {name}={bound!r} must be a number or None")
         return elementwise.Clamp.apply(self, min=min, max=max)
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy
 
 from tinyconv.backend import get_array_module, random_generator
+from tinyconv.dtypes import is_int
 from tinyconv.tensor import Tensor
 
 __all__ = ["DataLoader", "default_collate"]
@@ -52,14 +53,14 @@ class DataLoader:
                 f"dataset is a {type(dataset).__name__}; expected a Dataset with __len__ "
                 "and __getitem__"
             )
-        if not _is_int(batch_size):
+        if not is_int(batch_size):
             raise TypeError(f"batch_size={batch_size!r} must be a positive int")
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be a positive int")
         for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
             if not isinstance(flag, (bool, numpy.bool_)):
                 raise TypeError(f"{name}={flag!r} must be True or False")
-        if seed is not None and not _is_int(seed):
+        if seed is not None and not is_int(seed):
             raise TypeError(f"seed={seed!r} must be an int or None")
 
         self.dataset = dataset
@@ -112,7 +113,7 @@ class DataLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration epoch ``epoch`` (from its first batch)."""
-        if not _is_int(epoch):
+        if not is_int(epoch):
             raise TypeError(f"epoch={epoch!r} must be an int")
         if epoch < 0:
             raise ValueError(f"epoch={epoch} must be 0 or more")
@@ -146,9 +147,9 @@ class DataLoader:
         seed, epoch = state["seed"], state["epoch"]
         batches_done, dataset_length = state["batches_done"], state["dataset_length"]
         for name in ("epoch", "batches_done", "dataset_length"):
-            if not _is_int(state[name]):
+            if not is_int(state[name]):
                 raise TypeError(f"state['{name}']={state[name]!r} must be an int")
-        if seed is not None and not _is_int(seed):
+        if seed is not None and not is_int(seed):
             raise TypeError(f"state['seed']={seed!r} must be an int or None")
         if seed is None and self.shuffle:
             raise ValueError(
@@ -176,10 +177,6 @@ class DataLoader:
         self._epoch = int(epoch)
         self._position = int(batches_done)
         self._resume = self._epoch >= 0 and self._position < len(self)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, numpy.integer)) and not isinstance(value, bool)
 
 
 def default_collate(samples: list[Any]) -> Any:

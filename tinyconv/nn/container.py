@@ -6,8 +6,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import numpy
-
+from tinyconv.dtypes import is_int
 from tinyconv.nn.module import Module
 
 __all__ = ["ModuleList", "Sequential"]
@@ -15,7 +14,7 @@ __all__ = ["ModuleList", "Sequential"]
 
 def _index(index: int, length: int, kind: str) -> int:
     """A non-negative position, or IndexError naming the container's length."""
-    if not isinstance(index, (int, numpy.integer)) or isinstance(index, bool):
+    if not is_int(index):
         raise TypeError(f"{kind} indices must be integers or slices, not {type(index).__name__}")
     if not -length <= index < length:
         raise IndexError(f"index {index} is out of range for a {kind} of length {length}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from tinyconv.dtypes import is_int
 from tinyconv.ops import conv as conv_ops
 from tinyconv.ops import pool as pool_ops
 from tinyconv.ops.sizes import (
@@ -19,7 +20,6 @@ from tinyconv.ops.sizes import (
     conv_output_size,
     conv_transpose2d_output_shape,
     conv_transpose_output_size,
-    is_int,
     normalize_padding,
     pair,
     pool2d_output_shape,

@@ -4,10 +4,9 @@ and are re-exported here."""
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
-from tinyconv import backend
+from tinyconv import backend, dtypes
 from tinyconv.nn.conv_functional import (
     adaptive_avg_pool2d,
     adaptive_max_pool2d,
@@ -70,7 +69,7 @@ def _check_probability(p: Any, name: str) -> None:
 
 def _is_fraction(value: Any) -> bool:
     # a real number in [0, 1]; not a bool, a string or NaN
-    return not isinstance(value, bool) and isinstance(value, numbers.Real) and 0 <= value <= 1
+    return dtypes.is_real(value) and 0 <= value <= 1
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002
@@ -155,7 +154,7 @@ def pad(input: Tensor, pad: tuple[int, ...], value: float = 0.0) -> Tensor:  # n
         or not all(isinstance(amount, int) for amount in pad)
     ):
         raise ValueError(f"pad: pad={pad!r} must be a tuple of an even number of ints")
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not dtypes.is_real(value):
         raise TypeError(f"pad: value={value!r} must be a number")
     if len(pad) // 2 > input.ndim:
         raise ValueError(

@@ -15,8 +15,9 @@ These are PyTorch's rules, so shapes agree with it everywhere.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
+
+from tinyconv.dtypes import is_int
 
 __all__ = [
     "adaptive_pool_windows",
@@ -24,7 +25,6 @@ __all__ = [
     "conv_output_size",
     "conv_transpose2d_output_shape",
     "conv_transpose_output_size",
-    "is_int",
     "normalize_padding",
     "pair",
     "pool2d_output_shape",
@@ -33,12 +33,6 @@ __all__ = [
 ]
 
 IntOrPair = int | tuple[int, int]
-
-
-def is_int(value: Any) -> bool:
-    """Whether ``value`` is an integer: a Python or NumPy int, not a bool."""
-    # bool is an Integral too, but `stride=True` is a mistake, not a stride of 1
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def pair(value: Any, name: str) -> tuple[int, int]:

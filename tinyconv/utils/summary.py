@@ -14,7 +14,6 @@ from typing import Any
 
 from tinyconv import backend, creation, dtypes
 from tinyconv.autograd.grad_mode import enable_grad
-from tinyconv.ops.sizes import is_int
 from tinyconv.tensor import Tensor
 from tinyconv.utils.costs import LayerCost, ReceptiveField, layer_cost
 
@@ -173,7 +172,7 @@ def summary(
     if (
         not isinstance(input_size, (tuple, list))
         or not input_size
-        or not all(is_int(size) and size > 0 for size in input_size)
+        or not all(dtypes.is_int(size) and size > 0 for size in input_size)
     ):
         raise ValueError(
             f"summary: input_size={input_size!r} must be the shape of one sample, a tuple of "
