@@ -162,7 +162,7 @@ def full(
 ) -> Tensor:
     """A tensor of ``size`` filled with ``fill_value`` (whose type gives the default dtype)."""
     device, xp = _device_and_xp(device)
-    if not isinstance(fill_value, (bool, numbers.Number)):  # complex too; a bool fills bools
+    if not isinstance(fill_value, (numbers.Number, numpy.bool_)):  # NumPy's bool is no Number
         raise TypeError(f"full: fill_value={fill_value!r} must be a number")
     if dtype is None:
         dtype = _inferred_dtype(numpy.asarray(fill_value))
@@ -193,7 +193,7 @@ def arange(
         )
     device, xp = _device_and_xp(device)
     if dtype is None:
-        all_ints = all(isinstance(v, (int, numpy.integer)) for v in (start, end, step))
+        all_ints = all(dtypes.is_int(v) for v in (start, end, step))
         dtype = dtypes.int64 if all_ints else dtypes.default_float
     array = xp.arange(start, end, step, dtype=dtypes.to_dtype(dtype))
     return _finish(array, device, requires_grad)

@@ -101,8 +101,7 @@ def _fan(tensor: Tensor, mode: str) -> int:
 
 def _fill(tensor: Tensor, array: Any, name: str) -> Tensor:
     """Write ``array`` into the tensor's own array (identity and memory kept)."""
-    if not isinstance(tensor, Tensor):
-        raise TypeError(f"{name}: expected a Tensor to fill, got {type(tensor).__name__}")
+    _check_target(tensor, name)
     if array is None:  # NumPy would write NaN
         raise TypeError(f"{name}: the value to fill with is None, not a number")
     tensor.data[...] = array
@@ -116,10 +115,14 @@ def _draw_dtype(tensor: Tensor) -> numpy.dtype:
     return dtype if dtype in (numpy.float32, numpy.float64) else numpy.dtype(numpy.float64)
 
 
-def _random_target(tensor: Tensor, name: str) -> None:
-    # a continuous distribution's draws would be truncated in an integer tensor
+def _check_target(tensor: Any, name: str) -> None:
     if not isinstance(tensor, Tensor):
         raise TypeError(f"{name}: expected a Tensor to fill, got {type(tensor).__name__}")
+
+
+def _random_target(tensor: Tensor, name: str) -> None:
+    # a continuous distribution's draws would be truncated in an integer tensor
+    _check_target(tensor, name)
     if tensor.data.dtype.kind != "f":
         raise TypeError(f"{name}: the tensor's dtype {tensor.dtype.__name__} is not floating")
 

@@ -27,9 +27,9 @@ class Parameter(Tensor):
             data = numpy.empty(0, dtype=numpy.float32)
         counter = None
         if isinstance(data, Tensor):
-            # the same memory and version counter, as ``detach()`` gives: a view object of
-            # its own, so that an op of both still saves two operands
-            array, device, counter = data.data.view(), data.device, data._version
+            # the same memory and version counter, as in PyTorch: what ``detach()`` gives
+            detached = data.detach()
+            array, device, counter = detached.data, detached.device, detached._version
         else:
             is_array = hasattr(data, "shape") and not isinstance(data, numpy.generic)
             array = data if is_array else numpy.asarray(data)
