@@ -33,6 +33,7 @@ from typing import IO, Any
 import numpy
 
 from tinyconv.backend import cuda_is_available, normalize_device, to_device
+from tinyconv.dtypes import is_int
 from tinyconv.files import write_atomically
 from tinyconv.tensor import Tensor
 
@@ -61,7 +62,7 @@ _DIGEST_KEY = "tinyconv.file_sha256"
 # files written by tinyconv before the checksum covered the header: the tensor bytes only
 _DATA_DIGEST_KEY = "tinyconv.sha256"
 _METADATA = "__metadata__"
-# NumPy's limit on dimensions; sizes must fit an int64
+# NumPy's limit on dimensions (and an array's bytes must fit an int64)
 _MAX_DIMS = 64
 # the limit safetensors itself puts on a header: a larger one means a foreign file
 _MAX_HEADER_BYTES = 100_000_000
@@ -394,7 +395,7 @@ def _check_entry(name: str, entry: Any) -> tuple[numpy.dtype, tuple[int, ...], i
     if (
         not isinstance(shape, list)
         or len(shape) > _MAX_DIMS
-        or not all(_is_count(size) and size < 2**63 for size in shape)
+        or not all(_is_count(size) for size in shape)
     ):
         raise _FormatError(f"corrupt header: tensor {name!r} has shape {shape!r}")
     if (
@@ -417,7 +418,7 @@ def _check_entry(name: str, entry: Any) -> tuple[numpy.dtype, tuple[int, ...], i
 
 
 def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return is_int(value) and value >= 0
 
 
 def _json_metadata(metadata: dict[str, str], key: str, default: Any) -> Any:
