@@ -63,13 +63,13 @@ def read_idx(path: str | os.PathLike) -> numpy.ndarray:
         compressed = raw.read(2) == _GZIP_MAGIC
     try:
         with gzip.open(path, "rb") if compressed else open(path, "rb") as file:
-            return _read_stream(file, path)
+            return _read_stream(file, path, sized=not compressed)
     except (EOFError, zlib.error, gzip.BadGzipFile) as error:
         # EOFError: the gzip stream stops early; the others: bad compressed bytes or CRC
         raise ValueError(f"{path}: corrupt gzip data ({error})") from None
 
 
-def _read_stream(file: IO[bytes], path: Path) -> numpy.ndarray:
+def _read_stream(file: IO[bytes], path: Path, sized: bool) -> numpy.ndarray:
     magic = file.read(4)
     if len(magic) < 4:
         raise ValueError(f"{path}: truncated IDX file: {len(magic)} bytes, no 4-byte magic")
@@ -94,7 +94,7 @@ def _read_stream(file: IO[bytes], path: Path) -> numpy.ndarray:
     stored = _CODE_TO_DTYPE[code]
     expected = math.prod(shape) * stored.itemsize  # Python ints: no overflow
     # A corrupt header may claim terabytes: read what is there, then compare.
-    data = _read_at_most(file, expected)
+    data = _read_at_most(file, expected, sized)
     if len(data) < expected:
         raise ValueError(
             f"{path}: truncated IDX file: shape {shape} needs {expected} bytes of data, "
@@ -107,12 +107,18 @@ def _read_stream(file: IO[bytes], path: Path) -> numpy.ndarray:
     return values.astype(stored.newbyteorder("="), copy=False).reshape(shape)
 
 
-def _read_at_most(file: IO[bytes], limit: int) -> bytearray:
+def _read_at_most(file: IO[bytes], limit: int, sized: bool) -> bytearray:
     """The next ``limit`` bytes of ``file``, or all that are left when fewer.
 
-    The buffer grows piece by piece as bytes arrive (a gzip stream's length is not
-    known in advance), so it never exceeds what the file actually holds.
+    A raw file (``sized``) holds what its size on disk says: one buffer of that much
+    is filled in place. A gzip stream's length is not known in advance, so there the
+    buffer grows piece by piece as bytes arrive; either way it never exceeds what the
+    file actually holds.
     """
+    if sized:
+        data = bytearray(min(limit, os.fstat(file.fileno()).st_size - file.tell()))
+        del data[file.readinto(data) :]  # a file that shrank meanwhile gives fewer
+        return data
     data = bytearray()
     while len(data) < limit:
         piece = file.read(min(_CHUNK, limit - len(data)))
