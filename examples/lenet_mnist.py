@@ -95,6 +95,7 @@ natural_int = checked(int, "a whole number of at least 0", lambda n: n >= 0)
 positive_float = checked(float, "a positive number", lambda x: math.isfinite(x) and x > 0)
 natural_float = checked(float, "a number of at least 0", lambda x: math.isfinite(x) and x >= 0)
 momentum_float = checked(float, "a momentum: at least 0 and below 1", lambda x: 0 <= x < 1)
+seed_int = checked(int, "a seed in [-2**63, 2**64)", lambda n: -(2**63) <= n < 2**64)
 device_type = checked(tc.backend.normalize_device, "a device: cpu, cuda or cuda:N")
 
 
@@ -108,7 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--momentum", type=momentum_float, default=0.9, help="sgd only")
     parser.add_argument("--weight-decay", type=natural_float, default=5e-4)
-    parser.add_argument("--seed", type=natural_int, default=0)
+    parser.add_argument("--seed", type=seed_int, default=0)
     parser.add_argument("--device", type=device_type, default="cpu", help="cpu or cuda")
     parser.add_argument("--data-dir", default=None, help="where the MNIST files are (or go)")
     parser.add_argument(

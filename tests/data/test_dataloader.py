@@ -55,6 +55,8 @@ def test_tensor_dataset_checks_its_tensors():
         TensorDataset(tc.zeros(3), numpy.zeros(3))
     with pytest.raises(ValueError, match="at least one"):
         TensorDataset()
+    with pytest.raises(ValueError, match="zero-dimensional"):
+        TensorDataset(tc.tensor(1.0))
 
 
 def test_batches_in_order_keep_the_last_partial_batch():
@@ -243,7 +245,9 @@ def test_load_state_dict_checks_each_value(state, error, message):
 def test_load_state_dict_accepts_numpy_integers_and_the_ends_of_the_range():
     loader = DataLoader(numbered(9), batch_size=2, shuffle=True)
     loader.load_state_dict(saved_state(seed=numpy.int64(-3), batches_done=numpy.int64(0)))
-    assert len(indices_of(loader)) == 5  # epoch 1 from its first batch
+    reference = DataLoader(numbered(9), batch_size=2, shuffle=True, seed=-3)
+    reference.set_epoch(1)
+    assert indices_of(loader) == indices_of(reference)  # epoch 1 from its first batch
     loader.load_state_dict(saved_state(batches_done=5))  # epoch 1 done: epoch 2 is next
     assert loader.state_dict()["epoch"] == 1 and len(indices_of(loader)) == 5
     assert loader.state_dict()["epoch"] == 2

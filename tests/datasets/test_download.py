@@ -5,6 +5,7 @@ import os
 import stat
 import sys
 
+import numpy
 import pytest
 
 from tinyconv.datasets.download import DownloadError, download_file, md5_of_file
@@ -146,3 +147,5 @@ def test_an_upper_case_md5_and_a_tuple_of_urls_are_accepted(tmp_path, mirror):
     urls = (f"{mirror.url}/file.gz",)
     target = download_file(urls, tmp_path / "f.gz", MD5.upper(), timeout=5, quiet=True)
     assert target.read_bytes() == PAYLOAD
+    # a NumPy number is a number of seconds too
+    assert download_file(urls, tmp_path / "g.gz", MD5, timeout=numpy.float32(5), quiet=True)

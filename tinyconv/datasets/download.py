@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from tinyconv import dtypes
 from tinyconv.files import write_atomically
 
 __all__ = ["DownloadError", "download_file", "md5_of_file"]
@@ -67,7 +68,7 @@ def download_file(
         DownloadError: every mirror failed; the message says how each one did.
     """
     _check_arguments(urls, destination, md5, timeout, quiet)
-    destination = Path(destination)
+    destination, timeout = Path(destination), float(timeout)  # sockets take no NumPy number
     destination.parent.mkdir(parents=True, exist_ok=True)
     failures = []
     for url in urls:
@@ -105,9 +106,9 @@ def _check_arguments(
             raise TypeError(f"md5={md5!r} must be a hex digest string or None")
         if not re.fullmatch(r"[0-9a-fA-F]{32}", md5):
             raise ValueError(f"md5={md5!r} is not an MD5 hex digest; expected 32 hex digits")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+    if not dtypes.is_real(timeout):
         raise TypeError(f"timeout={timeout!r} must be a number of seconds")
-    if not timeout > 0 or math.isinf(timeout):
+    if not 0 < timeout < math.inf:  # nan fails it too
         raise ValueError(f"timeout={timeout!r} must be a positive, finite number of seconds")
     if not isinstance(quiet, bool):
         raise TypeError(f"quiet={quiet!r} must be True or False")
