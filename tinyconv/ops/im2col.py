@@ -460,7 +460,11 @@ def conv_windows(
     the ``im2col`` columns of the padded workspace.
     """
     if not by_rows:
-        if order == "hwn" and stride[1] > 1 and min(padding[1]) >= 0:
+        # split by phase, so that a strided kernel column's copies run along OW·N; but
+        # not an input that already is a view-only workspace (batch-inner, unpadded):
+        # copying it into phases costs more than the shorter runs save
+        in_place = stored_batch_inner(x) and padding == ((0, 0), (0, 0))
+        if order == "hwn" and stride[1] > 1 and min(padding[1]) >= 0 and not in_place:
             workspace = phase_workspace(x, padding, stride[1])
         else:
             workspace = to_workspace(x, padding, order)
@@ -474,7 +478,8 @@ def conv_windows(
         # falls in the W padding, runs of N elements at the ends of each row
         workspace = _nchw_to(x, order)
     else:
-        # copied into the workspace anyway, x takes its W padding along
+        # copied into a workspace (to put the batch innermost, or because in the "nhw"
+        # order a padded copy measured faster), x takes its W padding along
         workspace = to_workspace(x, ((0, 0), horizontal), order)
         horizontal = (0, 0)
     rows = row_columns(
