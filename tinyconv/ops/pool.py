@@ -17,7 +17,10 @@ window), so both pools are separable: an average is a matrix product on each sid
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
+
+import numpy
 
 from tinyconv.autograd.function import Function
 from tinyconv.backend import copy_batch_innermost, get_array_module, scatter_add
@@ -299,9 +302,12 @@ def _both_sides(x: Any, left: Any, right: Any) -> Any:
     xp = get_array_module(x)
     batch, channels, height, width = x.shape
     out_h, out_w = left.shape[0], right.shape[0]
-    columns = xp.ascontiguousarray(x).reshape(-1, width) @ right.T  # (N·C·A, Q)
-    columns = columns.reshape(batch * channels, height, out_w).transpose(0, 2, 1)
-    both = columns.reshape(-1, height) @ left.T  # (N·C·Q, P)
+    # an inf or NaN in x makes NaN through 0 · inf, which the caller sees and mends:
+    # NumPy's warning about it would only alarm (CuPy gives none)
+    with numpy.errstate(invalid="ignore"):
+        columns = xp.ascontiguousarray(x).reshape(-1, width) @ right.T  # (N·C·A, Q)
+        columns = columns.reshape(batch * channels, height, out_w).transpose(0, 2, 1)
+        both = columns.reshape(-1, height) @ left.T  # (N·C·Q, P)
     return xp.ascontiguousarray(both.reshape(batch, channels, out_w, out_h).transpose(0, 1, 3, 2))
 
 
@@ -313,9 +319,8 @@ def _window_sums(x: Any, windows: tuple[list[int], list[int]], axis: int) -> Any
     starts, ends = windows
     by_window = (-1,) if axis == -1 else (-1, 1)  # broadcasts along the windows' axis
     total = None
-    for tap in range(max(end - start for start, end in zip(starts, ends))):
-        positions = [min(start + tap, end - 1) for start, end in zip(starts, ends)]
-        values = xp.take(x, xp.asarray(positions), axis=axis)
+    for tap, positions in enumerate(_window_taps(windows, xp)):
+        values = xp.take(x, positions, axis=axis)
         inside = [start + tap < end for start, end in zip(starts, ends)]
         if not all(inside):
             values = xp.where(xp.asarray(inside).reshape(by_window), values, 0)
@@ -340,9 +345,9 @@ def _windows_containing(windows: tuple[list[int], list[int]], size: int) -> tupl
     # for each input position i, the windows o that hold it, as a range [first, last + 1):
     # starts and ends never decrease, so they are consecutive
     starts, ends = windows
-    first = [next(o for o, end in enumerate(ends) if end > i) for i in range(size)]
-    last = [max(o for o, start in enumerate(starts) if start <= i) for i in range(size)]
-    return first, [o + 1 for o in last]
+    first = [bisect.bisect_right(ends, i) for i in range(size)]  # the first end past i
+    stop = [bisect.bisect_right(starts, i) for i in range(size)]  # past the last start <= i
+    return first, stop
 
 
 class AdaptiveAvgPool2d(Function):
@@ -379,10 +384,10 @@ class AdaptiveAvgPool2d(Function):
         return _window_sums(grad, _windows_containing(cols, width), -1)  # (N, C, H, W)
 
 
-def _window_taps(size: int, out_size: int, xp: Any) -> Any:
-    # (L, out_size) input positions: tap t of window o, repeating the window's last
-    # position in shorter windows (a repeat never changes a maximum or its winner)
-    starts, ends = adaptive_pool_windows(size, out_size)
+def _window_taps(windows: tuple[list[int], list[int]], xp: Any) -> Any:
+    # (L, windows) positions: tap t of window o, repeating the window's last position in
+    # shorter windows (a repeat never changes a maximum or its winner)
+    starts, ends = windows
     longest = max(end - start for start, end in zip(starts, ends))
     taps = [[min(start + t, end - 1) for start, end in zip(starts, ends)] for t in range(longest)]
     return xp.asarray(taps, dtype=xp.int64)
@@ -398,8 +403,8 @@ class AdaptiveMaxPool2d(Function):
         # (N, C, H, W) -> (N, C, OH, OW) values and int64 indices
         xp = get_array_module(x)
         height, width = x.shape[2:]
-        column_taps = _window_taps(width, out_size[1], xp)  # (LW, OW)
-        row_taps = _window_taps(height, out_size[0], xp)  # (LH, OH)
+        column_taps = _window_taps(adaptive_pool_windows(width, out_size[1]), xp)  # (LW, OW)
+        row_taps = _window_taps(adaptive_pool_windows(height, out_size[0]), xp)  # (LH, OH)
         # stage 1, along W: (N, C, H, OW) maxima and their column
         best = x[..., column_taps[0]]
         best_col = xp.broadcast_to(column_taps[0], best.shape).copy()
