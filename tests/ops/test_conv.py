@@ -394,7 +394,7 @@ def test_col2im_is_the_adjoint_of_im2col(order, kernel, stride, dilation, paddin
     assert numpy.isclose((columns * upstream).sum(), (x * back).sum(), rtol=1e-12)
 
 
-@pytest.mark.parametrize("as_convolution", [True, False], ids=["convolution", "row-windows"])
+@pytest.mark.parametrize("as_convolution", [True, False], ids=["convolution", "rows-or-width"])
 @pytest.mark.parametrize(
     "kernel, padding, dilation, groups, extra",
     [
@@ -409,6 +409,7 @@ def test_stride_one_input_gradient_both_ways(
     monkeypatch, as_convolution, kernel, padding, dilation, groups, extra
 ):
     # with many channels per group, as a convolution of dL/dy; with few, by row windows
+    # (or, with a dilation along H, by width columns)
     monkeypatch.setattr(conv_ops, "_CHANNELS_FOR_A_CONVOLUTION", 1 if as_convolution else 10**9)
     rng = numpy.random.default_rng(17)
     grad_out = rng.standard_normal((2, 3 * groups, 5, 6))
@@ -422,6 +423,13 @@ def test_stride_one_input_gradient_both_ways(
         grad_out, weight, expected.shape[2:], (1, 1), pads, dilation, groups
     )
     numpy.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-12)
+    if as_convolution:
+        way = conv_ops._input_grad_as_convolution
+    elif dilation[0] == 1:
+        way = conv_ops._input_grad_by_row_windows
+    else:
+        way = conv_ops._input_grad_by_width_columns
+    assert conv_ops._input_grad_way(grad_out, weight, (1, 1), dilation) is way
 
 
 @pytest.mark.parametrize("batch", [2, 33], ids=["nhw", "hwn"])
@@ -785,7 +793,7 @@ def test_conv_transpose2d_matches_pytorch(torch, seed):
 
 @pytest.mark.parametrize("seed", PARITY_SEEDS[:50])
 def test_input_gradient_as_a_convolution_matches_pytorch(torch, seed, monkeypatch):
-    # the random layers are too thin for that way, so every one takes it here
+    # the random layers are too thin for that way: here every one of stride 1 takes it
     monkeypatch.setattr(conv_ops, "_CHANNELS_FOR_A_CONVOLUTION", 1)
     rng = numpy.random.default_rng(seed)
     x, weight, bias, options = _random_conv(rng)
