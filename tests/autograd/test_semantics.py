@@ -383,6 +383,18 @@ def test_inplace_change_of_an_unsaved_tensor_is_allowed(device):
     numpy.testing.assert_allclose(to_numpy(weight.grad), [1.0, 1.0])
 
 
+def test_inplace_change_of_an_operand_no_gradient_reads_is_allowed(device):
+    # d(x * w)/dw = x and d(w / x)/dw = 1/x: neither reads w, so a product or quotient
+    # keeps only x, and changing w afterwards is no error (as in PyTorch)
+    weight = leaf([1.0, 2.0], device)
+    x = leaf([3.0, 4.0], device, requires_grad=False)
+    loss = (x * weight).sum() + (weight / x).sum()
+    with tc.no_grad():
+        weight.mul_(5.0)
+    loss.backward()
+    numpy.testing.assert_allclose(to_numpy(weight.grad), [3.0 + 1 / 3.0, 4.0 + 1 / 4.0])
+
+
 # -- 9. gradient dtype, shape and device --------------------------------------------------
 
 

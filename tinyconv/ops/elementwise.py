@@ -72,15 +72,20 @@ class Mul(Function):
     differentiable_backward = True
 
     def forward(self, a, b):
-        self.save_for_backward(a, b)
+        # each operand's gradient reads only the other one: keep no more than that
+        # (x * mask keeps the mask, not x), as PyTorch does
+        need_a, need_b = self.needs_input_grad or (False, False)
+        self.shapes = (_shape(a), _shape(b))
+        self.save_for_backward(a if need_b else None, b if need_a else None)
         return a * b
 
     def backward(self, grad_out):
         a, b = self.saved_arrays
+        a_shape, b_shape = self.shapes
         need_a, need_b = self.needs_input_grad
         return (
-            unbroadcast(grad_out * b, _shape(a)) if need_a else None,
-            unbroadcast(grad_out * a, _shape(b)) if need_b else None,
+            unbroadcast(grad_out * b, a_shape) if need_a else None,
+            unbroadcast(grad_out * a, b_shape) if need_b else None,
         )
 
 
@@ -88,7 +93,10 @@ class Div(Function):
     differentiable_backward = True
 
     def forward(self, a, b):
-        self.save_for_backward(a, b)
+        # both gradients read b; only b's reads a
+        need_b = self.needs_input_grad[1] if self.needs_input_grad else False
+        self.a_shape = _shape(a)
+        self.save_for_backward(a if need_b else None, b)
         return a / b
 
     def backward(self, grad_out):
@@ -97,7 +105,7 @@ class Div(Function):
         grad_a = grad_out / b
         # d(a/b)/db = -a/b^2 = -(grad/b) * a/b
         return (
-            unbroadcast(grad_a, _shape(a)) if need_a else None,
+            unbroadcast(grad_a, self.a_shape) if need_a else None,
             unbroadcast(-grad_a * a / b, _shape(b)) if need_b else None,
         )
 
