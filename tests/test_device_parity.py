@@ -110,3 +110,37 @@ def test_a_lenet_training_step_matches_on_cpu_and_cuda():
         results[device] = {n: p.detach().cpu().numpy() for n, p in model.named_parameters()}
     for name, value in results["cpu"].items():
         numpy.testing.assert_allclose(results["cuda"][name], value, rtol=1e-9, atol=1e-11)
+
+
+# -- values that cross devices -------------------------------------------------------------
+
+
+def test_host_values_written_into_a_cuda_tensor_land_there():
+    # CuPy takes no NumPy array into a slice (it would try to fill with it)
+    target = tc.zeros(4, 3, device="cuda")
+    target[1:3] = numpy.ones((2, 3))
+    target[0] = tc.full((3,), 2.0)  # a cpu tensor
+    target[3].fill_(tc.tensor(5.0))
+    numpy.testing.assert_array_equal(target.cpu().numpy(), [[2] * 3, [1] * 3, [1] * 3, [5] * 3])
+    host = tc.zeros(2)
+    host[0:2] = tc.ones(2, device="cuda")  # and back: NumPy cannot read a CuPy array
+    numpy.testing.assert_array_equal(host.numpy(), [1.0, 1.0])
+
+
+def test_an_inplace_op_with_a_tensor_on_another_device_raises_naming_both():
+    target = tc.zeros(3, device="cuda")
+    with pytest.raises(RuntimeError, match="'cuda' and 'cpu'"):
+        target += tc.ones(3)
+
+
+def test_a_numpy_scalar_beside_a_cuda_tensor_is_a_number():
+    product = tc.ones(3, device="cuda") * numpy.float64(2.0)
+    assert product.device == "cuda" and product.dtype == tc.float32
+    numpy.testing.assert_array_equal(product.cpu().numpy(), [2.0, 2.0, 2.0])
+
+
+def test_a_gradient_on_the_gpu_for_an_output_on_the_cpu_raises_naming_both():
+    cupy = pytest.importorskip("cupy")
+    x = tc.ones(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="gradient is on 'cuda'"):
+        (x * 2.0).backward(cupy.ones(3, dtype=cupy.float32))

@@ -159,6 +159,26 @@ def scatter_add(target: Any, indices: Any, values: Any) -> None:
         numpy.add.at(target, indices, values)
 
 
+def put_along_axis(target: Any, indices: Any, values: Any, axis: int) -> None:
+    """``numpy.put_along_axis(target, indices, values, axis)`` on NumPy or CuPy arrays.
+
+    Written with plain integer-array indexing, which every CuPy version has (its own
+    ``put_along_axis`` is recent). Along every other axis an ``arange`` picks each
+    position, and ``indices`` (same number of dimensions as ``target``) broadcasts
+    against them.
+    """
+    xp = get_array_module(target)
+    index = []
+    for position, size in enumerate(target.shape):
+        if position == axis:
+            index.append(indices)
+        else:
+            shape = [1] * target.ndim
+            shape[position] = size
+            index.append(xp.arange(size).reshape(shape))
+    target[tuple(index)] = values
+
+
 def as_strided(array: Any, shape: tuple[int, ...], strides: tuple[int, ...]) -> Any:
     """A read-only-by-convention view of ``array`` with the given shape and byte strides."""
     if _is_cupy_array(array):
@@ -283,6 +303,14 @@ def random_generator(device: str) -> Any:
                 generator = _CupyGenerator(cupy.random.RandomState(seed))
         _generators[device] = generator
     return generator
+
+
+def draw_dtype(dtype: Any) -> numpy.dtype:
+    """The dtype to draw random floats in for a result of ``dtype``: NumPy's and CuPy's
+    generators draw float32 or float64 only, so anything else is drawn in float64 and
+    cast by the caller."""
+    dtype = numpy.dtype(dtype)
+    return dtype if dtype in (numpy.float32, numpy.float64) else numpy.dtype(numpy.float64)
 
 
 class _CupyGenerator:

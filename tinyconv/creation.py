@@ -213,7 +213,7 @@ def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool 
     """Uniform on [0, 1), drawn from the generator ``tc.manual_seed`` seeds."""
     device, _ = _device_and_xp(device)
     dtype = _random_float_dtype(dtype, "rand")
-    array = backend.random_generator(device).random(_shape(size), dtype=_generator_dtype(dtype))
+    array = backend.random_generator(device).random(_shape(size), dtype=backend.draw_dtype(dtype))
     return _finish(array.astype(dtype, copy=False), device, requires_grad)
 
 
@@ -222,7 +222,7 @@ def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool
     device, _ = _device_and_xp(device)
     dtype = _random_float_dtype(dtype, "randn")
     array = backend.random_generator(device).standard_normal(
-        _shape(size), dtype=_generator_dtype(dtype)
+        _shape(size), dtype=backend.draw_dtype(dtype)
     )
     return _finish(array.astype(dtype, copy=False), device, requires_grad)
 
@@ -233,11 +233,6 @@ def _random_float_dtype(dtype: Any, name: str) -> numpy.dtype:
     if dtype.kind != "f":
         raise TypeError(f"{name}: dtype={dtype.name} must be a floating dtype")
     return dtype
-
-
-def _generator_dtype(dtype: numpy.dtype) -> numpy.dtype:
-    # the generators draw float32 or float64 only
-    return dtype if dtype in (numpy.float32, numpy.float64) else numpy.dtype(numpy.float64)
 
 
 def randint(

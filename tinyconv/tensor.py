@@ -393,7 +393,7 @@ class Tensor:
     def fill_(self, value: Any) -> Tensor:
         self._check_inplace("fill_")
         _check_value("fill_", value)
-        self.data[...] = value.data if isinstance(value, Tensor) else value
+        self.data[...] = self._on_own_device(value)
         return self._changed_in_place()
 
     def copy_(self, source: Tensor) -> Tensor:
@@ -404,7 +404,12 @@ class Tensor:
 
     def _inplace(self, name: str, other: Any, operation: Callable) -> Tensor:
         self._check_inplace(name)
-        other_data = other.data if isinstance(other, Tensor) else other
+        if isinstance(other, Tensor) and other.device != self.device and other.ndim:
+            raise RuntimeError(
+                f"{name}: expected all tensors on the same device, but found "
+                f"{self.device!r} and {other.device!r}"
+            )
+        other_data = self._on_own_device(other)
         result_dtype = dtypes.result_type(self, other)
         if result_dtype != self.data.dtype:
             raise RuntimeError(
@@ -441,9 +446,16 @@ class Tensor:
     def __setitem__(self, index: Any, value: Any) -> None:
         self._check_inplace("__setitem__")
         _check_value("__setitem__", value)
-        value = value.data if isinstance(value, Tensor) else value
-        self.data[_array_index(index, self.shape, self._device)] = value
+        self.data[_array_index(index, self.shape, self._device)] = self._on_own_device(value)
         self._changed_in_place()
+
+    def _on_own_device(self, value: Any) -> Any:
+        # a value written into this tensor, as an array on its device: NumPy cannot read
+        # a CuPy array, and CuPy takes no NumPy array (nor list) into a slice
+        value = value.data if isinstance(value, Tensor) else value
+        if isinstance(value, (bool, int, float)):
+            return value
+        return backend.to_device(value, self._device)
 
     def _xp(self):
         return backend.get_array_module(self.data)
@@ -457,6 +469,11 @@ class Tensor:
             (type(other) is float or type(other) is int) and self.data.dtype.kind == "f"
         ):
             return function.apply(other, self) if reflected else function.apply(self, other)
+        if isinstance(other, numpy.generic) and other.dtype.kind in "biuf":
+            # a NumPy scalar counts as the Python number it holds, as in PyTorch: NumPy
+            # would let its dtype decide (float32_tensor * numpy.float64(2) in float64),
+            # and on the GPU it would be a tensor on the CPU
+            other = other.item()
         if not isinstance(other, (Tensor, int, float, bool)):
             if isinstance(other, numpy.generic) or (
                 hasattr(other, "shape") and hasattr(other, "dtype")

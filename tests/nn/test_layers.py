@@ -138,14 +138,18 @@ def test_mse_loss_matches_pytorch(torch, reduction):
 # -- Dropout -----------------------------------------------------------------------------
 
 
-def test_dropout_zeroes_a_share_p_and_scales_the_rest(device):
+@pytest.mark.parametrize("dtype", [tc.float16, tc.float32, tc.float64])
+def test_dropout_zeroes_a_share_p_and_scales_the_rest(device, dtype):
+    # float16 too, though the random generators draw float32 or float64 only
     tc.manual_seed(0)
     layer = nn.Dropout(0.3)
-    out = to_numpy(layer(tc.ones(200_000, device=device)))
+    out = layer(tc.ones(200_000, device=device, dtype=dtype))
+    assert out.dtype == dtype
+    out = to_numpy(out).astype(numpy.float64)
     kept = out != 0
     # each element is kept with probability 0.7: 200,000 draws put the share within 0.005
     assert abs(kept.mean() - 0.7) < 0.005
-    numpy.testing.assert_allclose(out[kept], 1 / 0.7, rtol=1e-6)
+    numpy.testing.assert_allclose(out[kept], 1 / 0.7, rtol=1e-3 if dtype == tc.float16 else 1e-6)
 
 
 def test_dropout_gradient_flows_through_kept_elements_only():

@@ -192,6 +192,13 @@ PROMOTIONS = [
     ("2 ** int64", lambda a, b: a**b, 2, T("int64")),
     ("2.5 ** int64", lambda a, b: a**b, 2.5, T("int64")),
     ("float32 ** float64", lambda a, b: a**b, T("float32"), T("float64")),
+    # a NumPy scalar counts as the Python number it holds, whatever its dtype
+    ("float32 * numpy.float64", lambda a, b: a * b, T("float32"), numpy.float64(0.5)),
+    ("numpy.float64 * float32", lambda a, b: a * b, numpy.float64(0.5), T("float32")),
+    ("int64 + numpy.float64", lambda a, b: a + b, T("int64"), numpy.float64(2.5)),
+    ("float64 / numpy.float32", lambda a, b: a / b, T("float64"), numpy.float32(4.0)),
+    ("int32 - numpy.int64", lambda a, b: a - b, T("int32"), numpy.int64(3)),
+    ("float16 * numpy.float32", lambda a, b: a * b, T("float16"), numpy.float32(2.0)),
 ]
 
 

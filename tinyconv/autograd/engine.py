@@ -123,9 +123,10 @@ def _roots(
                 )
             seed = xp.ones(tensor.shape, dtype=tensor.data.dtype)
         else:
-            seed = (
-                seed.data if isinstance(seed, Tensor) else xp.asarray(seed, dtype=tensor.data.dtype)
-            )
+            if isinstance(seed, Tensor):
+                seed = seed.data
+            elif backend.device_of(seed) == "cpu":  # numbers, lists, NumPy arrays
+                seed = xp.asarray(seed, dtype=tensor.data.dtype)
             if seed.shape != tensor.shape:
                 raise RuntimeError(
                     f"gradient has shape {seed.shape}, but the output has shape {tensor.shape}"

@@ -136,7 +136,8 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:  # 
     xp = backend.get_array_module(input.data)
     if p == 1:
         return input * xp.zeros((), dtype=input.data.dtype)
-    draws = backend.random_generator(input.device).random(input.shape, dtype=input.data.dtype)
+    generator = backend.random_generator(input.device)
+    draws = generator.random(input.shape, dtype=backend.draw_dtype(input.data.dtype))
     # the mask carries the 1/(1-p) scale, so the expected activation is unchanged
     mask = (draws >= p).astype(input.data.dtype) / input.data.dtype.type(1 - p)
     return elementwise.Mul.apply(input, mask)

@@ -16,8 +16,6 @@ import math
 import warnings
 from typing import Any
 
-import numpy
-
 from tinyconv import backend
 from tinyconv.tensor import Tensor
 
@@ -109,12 +107,6 @@ def _fill(tensor: Tensor, array: Any, name: str) -> Tensor:
     return tensor
 
 
-def _draw_dtype(tensor: Tensor) -> numpy.dtype:
-    # the generators draw float32 or float64 only
-    dtype = tensor.data.dtype
-    return dtype if dtype in (numpy.float32, numpy.float64) else numpy.dtype(numpy.float64)
-
-
 def _check_target(tensor: Any, name: str) -> None:
     if not isinstance(tensor, Tensor):
         raise TypeError(f"{name}: expected a Tensor to fill, got {type(tensor).__name__}")
@@ -134,7 +126,7 @@ def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
         raise ValueError(f"uniform_: expects a <= b, but found a={a} > b={b}")
     if tensor.data.size:
         draws = backend.random_generator(tensor.device).random(
-            tensor.shape, dtype=_draw_dtype(tensor)
+            tensor.shape, dtype=backend.draw_dtype(tensor.data.dtype)
         )
         draws *= b - a
         draws += a
@@ -149,7 +141,7 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
         raise ValueError(f"normal_: expects std >= 0, but found std={std}")
     if tensor.data.size:
         draws = backend.random_generator(tensor.device).standard_normal(
-            tensor.shape, dtype=_draw_dtype(tensor)
+            tensor.shape, dtype=backend.draw_dtype(tensor.data.dtype)
         )
         draws *= std
         draws += mean

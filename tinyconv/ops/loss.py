@@ -4,7 +4,7 @@ distribution, is simpler and more accurate than the chain through log_softmax.""
 from __future__ import annotations
 
 from tinyconv.autograd.function import Function
-from tinyconv.backend import get_array_module
+from tinyconv.backend import get_array_module, put_along_axis
 from tinyconv.ops.activation import log_softmax
 from tinyconv.ops.broadcast import unbroadcast
 
@@ -62,7 +62,7 @@ class CrossEntropy(Function):
             grad -= label_smoothing / log_probs.shape[1]
         onehot_share = xp.asarray(1 - label_smoothing, dtype=log_probs.dtype)
         hit = xp.expand_dims(target, 1)
-        xp.put_along_axis(grad, hit, xp.take_along_axis(grad, hit, axis=1) - onehot_share, axis=1)
+        put_along_axis(grad, hit, xp.take_along_axis(grad, hit, axis=1) - onehot_share, axis=1)
         return grad * xp.expand_dims(per_sample, 1), None
 
 
@@ -79,7 +79,7 @@ class NLLLoss(Function):
         xp = get_array_module(grad_out)
         per_sample = _spread(grad_out, loss_shape, reduction, dtype)
         grad = xp.zeros(shape, dtype=dtype)
-        xp.put_along_axis(grad, xp.expand_dims(target, 1), -xp.expand_dims(per_sample, 1), axis=1)
+        put_along_axis(grad, xp.expand_dims(target, 1), -xp.expand_dims(per_sample, 1), axis=1)
         return grad, None
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tinyconv.autograd.function import Function
-from tinyconv.backend import get_array_module
+from tinyconv.backend import get_array_module, put_along_axis
 
 __all__ = ["Max", "MaxAlong", "Mean", "Sum"]
 
@@ -67,7 +67,7 @@ class MaxAlong(Function):
         grad = xp.zeros(shape, dtype=dtype)
         if grad_values.ndim != len(shape):
             grad_values = xp.expand_dims(grad_values, dim)
-        xp.put_along_axis(grad, indices, grad_values, axis=dim)
+        put_along_axis(grad, indices, grad_values, axis=dim)
         return grad
 
 
