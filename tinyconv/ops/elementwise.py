@@ -94,7 +94,7 @@ class Div(Function):
 
     def forward(self, a, b):
         # both gradients read b; only b's reads a
-        need_b = self.needs_input_grad[1] if self.needs_input_grad else False
+        _, need_b = self.needs_input_grad or (False, False)
         self.a_shape = _shape(a)
         self.save_for_backward(a if need_b else None, b)
         return a / b
