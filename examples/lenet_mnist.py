@@ -32,6 +32,7 @@ import tinyconv.nn as nn
 import tinyconv.nn.functional as F
 from tinyconv.data import DataLoader, TensorDataset
 from tinyconv.datasets import MNIST
+from tinyconv.files import write_atomically
 
 # The training set's mean and standard deviation of pixel values in [0, 1].
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -89,7 +90,7 @@ def checked(
     return parse
 
 
-# math.isfinite also keeps out nan, which passes no comparison and so fails none
+# math.isfinite keeps out inf; nan fails every comparison, so the bounds refuse it already
 positive_int = checked(int, "a whole number of at least 1", lambda n: n >= 1)
 natural_int = checked(int, "a whole number of at least 0", lambda n: n >= 0)
 positive_float = checked(float, "a positive number", lambda x: math.isfinite(x) and x > 0)
@@ -306,10 +307,9 @@ def plot_history(history: dict[str, list[float]], path: Path) -> bool:
         axes.grid(alpha=0.3)
         axes.legend()
     figure.tight_layout()
-    temporary = path.with_name(path.name + ".tmp.png")
-    figure.savefig(temporary, dpi=100)
+    # a file object has no suffix to tell savefig the format
+    write_atomically(path, lambda file: figure.savefig(file, format="png", dpi=100))
     plt.close(figure)
-    temporary.replace(path)
     return True
 
 

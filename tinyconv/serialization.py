@@ -80,6 +80,7 @@ def save(obj: Any, f: PathOrFile) -> None:
             Python number they hold.
         f: a path, written atomically, or a binary file object open for writing.
     """
+    _check_file_argument(f, "save", "write")  # before the tensors are copied to the host
     encoder = _Encoder()
     if _is_flat_state(obj):
         for name, tensor in obj.items():
@@ -91,7 +92,6 @@ def save(obj: Any, f: PathOrFile) -> None:
             structure = encoder.encode(obj, path=())
         except RecursionError:  # a cycle recurses forever
             raise ValueError("save: obj contains itself, or is nested too deeply") from None
-    _check_file_argument(f, "save", "write")
     header, data = _layout(encoder, structure)
     if isinstance(f, (str, os.PathLike)):
         write_atomically(f, lambda file: _write(file, header, data))

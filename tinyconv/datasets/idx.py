@@ -40,8 +40,9 @@ _CODE_TO_DTYPE = {
 }
 _KIND_TO_CODE = {(dtype.kind, dtype.itemsize): code for code, dtype in _CODE_TO_DTYPE.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
-# The data part is read in pieces of this many bytes, so the memory a read takes grows
-# with what the file holds, not with what its header claims.
+# A gzip stream's data part is read in pieces of this many bytes, so the memory a read
+# takes grows with what the stream holds, not with what its header claims (a raw file
+# is read in one piece of at most its size on disk).
 _CHUNK = 1 << 24
 _MAX_SIZE = 2**32 - 1  # a dimension size is a uint32
 
