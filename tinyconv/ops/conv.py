@@ -135,18 +135,13 @@ def _output_size(x: Any, kernel_size: Pair, stride: Pair, padding: Padding, dila
 
 
 def _column_bytes(
-    x: Any,
-    kernel_size: Pair,
-    stride: Pair,
-    padding: Padding,
-    dilation: Pair,
-    out_size: Pair,
+    x: Any, kernel_size: Pair, padding: Padding, out_size: Pair, by_rows: bool
 ) -> int:
     """Bytes of one image's columns in ``conv_windows``: C·KW rows over the OW output
     columns of every padded input row (``row_columns``), or C·KH·KW rows over the
     OH·OW output positions (``im2col``)."""
     _, channels, height, _ = x.shape
-    if _by_rows(x, stride, dilation):
+    if by_rows:
         rows = channels * kernel_size[1] * (height + sum(padding[0])) * out_size[1]
         return rows * x.itemsize
     return channels * kernel_size[0] * kernel_size[1] * out_size[0] * out_size[1] * x.itemsize
@@ -204,8 +199,8 @@ def _columns_order(
     of one image's columns, whether they are row columns, the workspace order)."""
     if out_size is None:
         out_size = _output_size(x, kernel_size, stride, padding, dilation)
-    column_bytes = _column_bytes(x, kernel_size, stride, padding, dilation, out_size)
     by_rows = _by_rows(x, stride, dilation)
+    column_bytes = _column_bytes(x, kernel_size, padding, out_size, by_rows)
     return column_bytes, by_rows, _order(x.shape[0], column_bytes, stride, by_rows, out_size[1])
 
 
@@ -402,7 +397,7 @@ def _input_grad_way(grad_out: Any, weight: Any, stride: Pair, dilation: Pair) ->
     kernel_h, kernel_w = weight.shape[2:]
     if stride == (1, 1) and weight.shape[1] >= _CHANNELS_FOR_A_CONVOLUTION:
         return _input_grad_as_convolution
-    if stride[0] == 1 and dilation[0] == 1 and get_array_module(grad_out).__name__ == "numpy":
+    if _by_rows(grad_out, stride, dilation):
         return _input_grad_by_row_windows
     if stride[1] == 1:
         return _input_grad_by_width_columns

@@ -373,7 +373,7 @@ def row_columns(
     so the workspace needs no padding of its own: it may be x itself, seen in
     ``order``. In the scratch buffer unless ``reuse_buffer`` is False.
     """
-    (top, bottom), (left, right) = padding
+    (top, bottom), (left, _) = padding
     strides = dict(zip("c" + order, workspace.strides))
     sizes = dict(zip("c" + order, workspace.shape))
     channels = sizes["c"] // groups
@@ -408,9 +408,6 @@ def row_columns(
         part = (slice(taps.start, taps.stop), slice(columns.start, columns.stop))
         target[_index(w_axis, part)] = as_strided(origin, view_shape, view_strides)
 
-    if (left, right) == (0, 0):  # every kernel column reads inside the input
-        copy(range(kernel_w), range(out_w))
-        return rows
     # the output columns where kernel column j reads inside the input are a range
     inner = [_inside(out_w, sizes["w"], stride_w, j * dilation_w - left) for j in range(kernel_w)]
     # one copy for the output columns where they all do, so that the KW copies of an
