@@ -404,6 +404,9 @@ SILENTLY_WRONG = [
     (lambda: tc.ones(2, 3).mean(dim=(1, -1)), ValueError, "more than once"),
     (lambda: tc.ones(2, 3).T.view(-1), RuntimeError, "reshape"),
     (lambda: tc.ones(2, 3).T.view_as(tc.ones(6)), RuntimeError, "reshape"),
+    # tensors whose version counters are not made yet (they are made on first use)
+    (lambda: tc.from_numpy(numpy.arange(6.0).reshape(2, 3).T).view(6), RuntimeError, "reshape"),
+    (lambda: (tc.ones(2, 3, 4).permute(2, 0, 1) * 1).view(24), RuntimeError, "reshape"),
 ]
 
 

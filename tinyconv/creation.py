@@ -338,6 +338,7 @@ def where(condition: Tensor, input: Any, other: Any) -> Tensor:  # noqa: A002
     """``input`` where ``condition`` holds, else ``other`` (either may be a number)."""
     if not isinstance(condition, Tensor) or condition.data.dtype.kind != "b":
         raise TypeError("where: condition must be a bool Tensor")
+    input, other = dtypes.as_number(input), dtypes.as_number(other)  # noqa: A001
     if not isinstance(input, Tensor) and not isinstance(other, Tensor):
         # two numbers: a float gives the default float dtype, ints int64, as in PyTorch
         input = tensor(input, device=condition.device)

@@ -71,6 +71,14 @@ def is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def as_number(value: Any) -> Any:
+    """A NumPy scalar as the Python number it holds (anything else unchanged): beside a
+    tensor it counts as a number, as in PyTorch, not by its own dtype as in NumPy."""
+    if isinstance(value, numpy.generic) and value.dtype.kind in "biuf":
+        return value.item()
+    return value
+
+
 def is_real(value: Any) -> bool:
     """Whether ``value`` is a real number: a Python or NumPy int or float, not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)

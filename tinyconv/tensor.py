@@ -404,6 +404,7 @@ class Tensor:
 
     def _inplace(self, name: str, other: Any, operation: Callable) -> Tensor:
         self._check_inplace(name)
+        other = dtypes.as_number(other)
         if isinstance(other, Tensor) and other.device != self.device and other.ndim:
             raise RuntimeError(
                 f"{name}: expected all tensors on the same device, but found "
@@ -469,11 +470,7 @@ class Tensor:
             (type(other) is float or type(other) is int) and self.data.dtype.kind == "f"
         ):
             return function.apply(other, self) if reflected else function.apply(self, other)
-        if isinstance(other, numpy.generic) and other.dtype.kind in "biuf":
-            # a NumPy scalar counts as the Python number it holds, as in PyTorch: NumPy
-            # would let its dtype decide (float32_tensor * numpy.float64(2) in float64),
-            # and on the GPU it would be a tensor on the CPU
-            other = other.item()
+        other = dtypes.as_number(other)  # on the GPU a NumPy scalar would be a CPU tensor
         if not isinstance(other, (Tensor, int, float, bool)):
             if isinstance(other, numpy.generic) or (
                 hasattr(other, "shape") and hasattr(other, "dtype")
@@ -634,6 +631,7 @@ class Tensor:
         for name, bound in (("min", min), ("max", max)):
             if bound is not None and not dtypes.is_real(bound):
                 raise TypeError(f"clamp: {name}={bound!r} must be a number or None")
+        min, max = dtypes.as_number(min), dtypes.as_number(max)  # noqa: A001
         return elementwise.Clamp.apply(self, min=min, max=max)
 
     clip = clamp
@@ -760,7 +758,7 @@ class Tensor:
         PyTorch, so writing into one writes into the other."""
         out = self.reshape(*shape)
         # the ops share version counters exactly when the result views this memory
-        if out.numel() and out._version_counter is not self._version_counter:
+        if out.numel() and out._version is not self._version:  # (made on first use)
             raise RuntimeError(
                 f"view: shape {tuple(out.shape)} is not compatible with the memory layout of "
                 f"a tensor of shape {self.shape} (a transposed or sliced tensor's elements are "

@@ -230,6 +230,15 @@ UNARY_DTYPES = [
     ("where float32 scalar", lambda m, x: m.lib.where(x > 1, x, 0.0), "float32"),
     ("where int64 scalar", lambda m, x: m.lib.where(x > 1, x, 0.5), "int64"),
     ("where scalar int64", lambda m, x: m.lib.where(x > 1, 2, x), "int64"),
+    # NumPy scalars count as the Python numbers they hold
+    (
+        "where float32 numpy.float64",
+        lambda m, x: m.lib.where(x > 1, x, numpy.float64(0.5)),
+        "float32",
+    ),
+    ("clamp float32 numpy.float64", lambda m, x: x.clamp(min=numpy.float64(1.5)), "float32"),
+    ("add_ numpy.int32 to int64", lambda m, x: x.add_(numpy.int32(2)), "int64"),
+    ("mul_ numpy.float64 to float32", lambda m, x: x.mul_(numpy.float64(0.5)), "float32"),
 ]
 
 

@@ -75,7 +75,7 @@ class Mul(Function):
         # each operand's gradient reads only the other one: keep no more than that
         # (x * mask keeps the mask, not x), as PyTorch does
         need_a, need_b = self.needs_input_grad or (False, False)
-        self.shapes = (_shape(a), _shape(b))
+        self.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
         self.save_for_backward(a if need_b else None, b if need_a else None)
         return a * b
 
